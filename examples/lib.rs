@@ -1,0 +1,1 @@
+//! Runnable programs live beside this file; run one with `cargo run -p autoscaler-examples --example NAME`.
