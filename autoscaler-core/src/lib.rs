@@ -46,12 +46,20 @@
 #![warn(missing_docs)]
 
 pub mod capacity;
+pub mod clock;
+pub mod collector;
 pub mod engine;
 pub mod model;
 pub mod policy;
 mod reason;
+pub mod scheduler;
+pub mod store;
 
 pub use capacity::{Block, Outcome, ScaleState, apply, capacity_percent};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use collector::{CollectError, Collected, Collector, MockCollector, RoutingCollector};
 pub use engine::{Evaluation, Evidence, Rule, Vote, WindowSample, evaluate};
 pub use model::{Decision, InvalidSample, PerSignal, Sample, Signal};
 pub use policy::{InvalidPolicy, MaterialityFloor, Policy};
+pub use scheduler::{Scheduler, SchedulerConfig, TickReport};
+pub use store::Store;
