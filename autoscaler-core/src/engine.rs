@@ -19,8 +19,8 @@
 //!    strictly above the upper fence votes up and strictly below the lower fence votes down,
 //!    with weights CPU 2, memory 2, network in 1, network out 1. At least 2 up votes give
 //!    `scale_up`, else at least 2 down votes give `scale_down`, else `no_action`.
-//! 6. A signal a sample lacks (memory without the CloudWatch agent) is absent: it matches no
-//!    rule that needs it and casts no vote.
+//! 6. A signal a sample lacks (memory without the CloudWatch agent, network a client did not
+//!    send) is absent: it matches no rule that needs it and casts no vote.
 //!
 //! The floors default to 5 percentage points for CPU and memory and 10 % of the baseline median
 //! (`v[n / 2]`) for network, so that noise on an idle instance does not vote.
@@ -324,13 +324,8 @@ pub fn window_start(now: DateTime<Utc>, window: Duration) -> DateTime<Utc> {
 /// not depend on input order.
 fn newest_first(a: &WindowSample, b: &WindowSample) -> Ordering {
     let key = |item: &WindowSample| {
-        let sample = item.sample;
-        [
-            sample.cpu_utilization(),
-            sample.memory_usage().unwrap_or(-1.0),
-            sample.network_in(),
-            sample.network_out(),
-        ]
+        // Absent values sort before every valid value, which is never negative.
+        Signal::ALL.map(|signal| item.sample.value(signal).unwrap_or(-1.0))
     };
     a.sample
         .timestamp()

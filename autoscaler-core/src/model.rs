@@ -123,16 +123,17 @@ pub struct InvalidSample {
 /// One observation of an instance: CPU and memory in percent, network in bytes.
 ///
 /// Construction validates every value, so a `Sample` never holds NaN, an infinity, a negative
-/// number or a percentage above 100. Memory is optional because EC2 reports it only when the
-/// CloudWatch agent runs; an absent value is never read as zero.
+/// number or a percentage above 100. Memory and network are optional: EC2 reports memory only
+/// when the CloudWatch agent runs, and a client may push CPU alone. An absent value is never
+/// read as zero.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawSample", into = "RawSample")]
 pub struct Sample {
     timestamp: DateTime<Utc>,
     cpu_utilization: f64,
     memory_usage: Option<f64>,
-    network_in: f64,
-    network_out: f64,
+    network_in: Option<f64>,
+    network_out: Option<f64>,
 }
 
 impl Sample {
@@ -149,12 +150,37 @@ impl Sample {
         network_in: f64,
         network_out: f64,
     ) -> Result<Sample, InvalidSample> {
+        Sample::partial(
+            timestamp,
+            cpu_utilization,
+            memory_usage,
+            Some(network_in),
+            Some(network_out),
+        )
+    }
+
+    /// Builds a validated sample in which memory and network may be absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sample::new`].
+    pub fn partial(
+        timestamp: DateTime<Utc>,
+        cpu_utilization: f64,
+        memory_usage: Option<f64>,
+        network_in: Option<f64>,
+        network_out: Option<f64>,
+    ) -> Result<Sample, InvalidSample> {
         check_percent("cpu_utilization", cpu_utilization)?;
         if let Some(memory) = memory_usage {
             check_percent("memory_usage", memory)?;
         }
-        check_bytes("network_in", network_in)?;
-        check_bytes("network_out", network_out)?;
+        if let Some(bytes) = network_in {
+            check_bytes("network_in", bytes)?;
+        }
+        if let Some(bytes) = network_out {
+            check_bytes("network_out", bytes)?;
+        }
         Ok(Sample {
             timestamp,
             cpu_utilization,
@@ -179,13 +205,13 @@ impl Sample {
         self.memory_usage
     }
 
-    /// Bytes received.
-    pub fn network_in(&self) -> f64 {
+    /// Bytes received, if the source reports it.
+    pub fn network_in(&self) -> Option<f64> {
         self.network_in
     }
 
-    /// Bytes sent.
-    pub fn network_out(&self) -> f64 {
+    /// Bytes sent, if the source reports it.
+    pub fn network_out(&self) -> Option<f64> {
         self.network_out
     }
 
@@ -194,8 +220,8 @@ impl Sample {
         match signal {
             Signal::Cpu => Some(self.cpu_utilization),
             Signal::Memory => self.memory_usage,
-            Signal::NetworkIn => Some(self.network_in),
-            Signal::NetworkOut => Some(self.network_out),
+            Signal::NetworkIn => self.network_in,
+            Signal::NetworkOut => self.network_out,
         }
     }
 
@@ -241,15 +267,15 @@ struct RawSample {
     timestamp: DateTime<Utc>,
     cpu_utilization: f64,
     memory_usage: Option<f64>,
-    network_in: f64,
-    network_out: f64,
+    network_in: Option<f64>,
+    network_out: Option<f64>,
 }
 
 impl TryFrom<RawSample> for Sample {
     type Error = InvalidSample;
 
     fn try_from(raw: RawSample) -> Result<Sample, InvalidSample> {
-        Sample::new(
+        Sample::partial(
             raw.timestamp,
             raw.cpu_utilization,
             raw.memory_usage,

@@ -13,7 +13,7 @@ fn now() -> DateTime<Utc> {
 }
 
 /// Raw values of one generated sample: seconds before `now`, CPU, memory, network, flag.
-type Raw = (i64, f64, Option<f64>, f64, f64, bool);
+type Raw = (i64, f64, Option<f64>, Option<f64>, Option<f64>, bool);
 
 fn raw_sample() -> impl Strategy<Value = Raw> {
     let percent = prop_oneof![
@@ -43,7 +43,7 @@ fn to_window(raws: &[Raw]) -> Vec<WindowSample> {
     raws.iter()
         .map(|&(ago, cpu, memory, network_in, network_out, is_outlier)| {
             let at = now() - TimeDelta::seconds(ago);
-            let sample = Sample::new(at, cpu, memory, network_in, network_out).unwrap();
+            let sample = Sample::partial(at, cpu, memory, network_in, network_out).unwrap();
             WindowSample { sample, is_outlier }
         })
         .collect()
