@@ -29,14 +29,9 @@ fn raw_sample() -> impl Strategy<Value = Raw> {
         1 => (85.0..=100.0f64).prop_map(Some),
         1 => Just(None),
     ];
-    (
-        -60i64..420,
-        percent,
-        memory,
-        0.0..1e7,
-        0.0..1e7,
-        proptest::bool::weighted(0.2),
-    )
+    let bytes = || prop_oneof![9 => (0.0..1e7f64).prop_map(Some), 1 => Just(None)];
+    let flagged = proptest::bool::weighted(0.2);
+    (-60i64..420, percent, memory, bytes(), bytes(), flagged)
 }
 
 fn to_window(raws: &[Raw]) -> Vec<WindowSample> {
