@@ -129,10 +129,10 @@ impl Collector for RoutingCollector {
             .cloned()
             .partition(|instance| instance.is_mock);
         let mut collected = self.mock.collect(&mock, now).await;
-        if let Some(collector) = &self.real {
-            if !real.is_empty() {
-                collected.extend(collector.collect(&real, now).await);
-            }
+        if let Some(collector) = &self.real
+            && !real.is_empty()
+        {
+            collected.extend(collector.collect(&real, now).await);
         }
         collected
     }

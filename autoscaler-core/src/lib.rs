@@ -40,13 +40,15 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `conformance` | `conformance`: checks that any [`Store`](store::Store) implementation must pass |
-//! | `cloudwatch` | a collector that reads EC2 metrics from Amazon CloudWatch |
+//! | `conformance` | `conformance`: checks that any [`Store`] implementation must pass |
+//! | `cloudwatch` | `cloudwatch`: a collector that reads EC2 metrics from Amazon CloudWatch |
 
 #![warn(missing_docs)]
 
 pub mod capacity;
 pub mod clock;
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch;
 pub mod collector;
 pub mod engine;
 pub mod model;
