@@ -159,6 +159,18 @@ async fn other_url_scheme_is_rejected_without_password() {
 }
 
 #[tokio::test]
+async fn invalid_sslmode_is_rejected() {
+    let url = "postgres://postgres:s3cret@127.0.0.1:5432/postgres?sslmode=sometimes";
+    let error = PgStore::connect(url)
+        .await
+        .expect_err("sslmode=sometimes must be rejected");
+    let message = error.to_string();
+    assert!(matches!(error, Error::Backend { .. }), "{error:?}");
+    assert!(message.contains("sometimes"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[tokio::test]
 async fn sslmode_require_encrypts() {
     let database = TestDatabase::create().await;
     let store = PgStore::connect(&format!("{}?sslmode=require", database.url()))

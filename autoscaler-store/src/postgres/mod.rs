@@ -1,8 +1,8 @@
 //! The PostgreSQL backend, through sqlx.
 //!
 //! The schema lives in `migrations/` beside this crate's manifest and is applied by
-//! [`PgStore::connect`] and [`PgStore::from_pool`]; sqlx keeps the applied versions in
-//! `_sqlx_migrations` and holds an advisory lock while it migrates, so servers starting
+//! [`PgStore::connect`] and [`PgStore::from_pool`]. sqlx records the applied versions in
+//! `_sqlx_migrations` and holds an advisory lock while it migrates, so servers that start
 //! together apply each migration once.
 //!
 //! `timestamptz` keeps microseconds, so timestamps are truncated to whole microseconds on the
@@ -138,19 +138,23 @@ fn connect_options(url: &str) -> Result<PgConnectOptions> {
     if !known {
         // The URL itself is not repeated because it may contain a password.
         return Err(Error::Backend {
-            message:
-                "invalid PostgreSQL URL: expected postgres://user:password@host:port/database \
-                      or postgresql://..."
-                    .to_owned(),
+            message: INVALID_SCHEME.to_owned(),
             source: None,
         });
     }
-    PgConnectOptions::from_str(url).map_err(|error| Error::backend("invalid PostgreSQL URL", error))
+    PgConnectOptions::from_str(url)
+        .map_err(|error| Error::backend(format!("invalid PostgreSQL URL: {error}"), error))
 }
+
+const INVALID_SCHEME: &str = "invalid PostgreSQL URL: expected \
+    postgres://user:password@host:port/database or postgresql://user:password@host:port/database";
 
 fn migration_failed(error: MigrateError) -> Error {
     match error {
         MigrateError::Execute(error) => classify("applying migrations", error),
+        MigrateError::ExecuteMigration(error, version) => {
+            classify(&format!("applying migration {version}"), error)
+        }
         other => Error::backend(format!("applying migrations failed: {other}"), other),
     }
 }
@@ -337,14 +341,19 @@ impl Store for PgStore {
             return Ok(0);
         }
         let columns = SampleColumns::new(batch);
-        // One statement for the whole batch: a missing instance fails the foreign key and
-        // stores nothing, and a duplicate (instance, timestamp), also within the batch,
-        // keeps the stored row.
+        // One statement for the whole batch, so a missing instance fails the foreign key and
+        // stores nothing. A stored (instance, timestamp) keeps its row, and of twins within
+        // the batch the first one is inserted.
         let inserted = sqlx::query(
             "INSERT INTO samples \
              (id, instance, taken_at, cpu_utilization, memory_usage, network_in, network_out) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], \
-             $4::float8[], $5::float8[], $6::float8[], $7::float8[]) \
+             SELECT DISTINCT ON (instance, taken_at) \
+             id, instance, taken_at, cpu_utilization, memory_usage, network_in, network_out \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], \
+             $4::float8[], $5::float8[], $6::float8[], $7::float8[]) WITH ORDINALITY \
+             AS batch (id, instance, taken_at, cpu_utilization, memory_usage, network_in, \
+             network_out, position) \
+             ORDER BY instance, taken_at, position \
              ON CONFLICT (instance, taken_at) DO NOTHING",
         )
         .bind(&columns.ids)
