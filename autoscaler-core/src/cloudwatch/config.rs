@@ -54,7 +54,8 @@ impl CloudWatchConfig {
     pub fn validate(&self, window: Duration) -> Result<(), InvalidCloudWatchConfig> {
         let invalid = |field, message: String| Err(InvalidCloudWatchConfig { field, message });
         let period = self.period.as_secs();
-        if self.period.subsec_nanos() != 0 || period == 0 || !period.is_multiple_of(60) {
+        let whole_minutes = Duration::from_secs(period / 60 * 60);
+        if period == 0 || self.period != whole_minutes {
             return invalid(
                 "period",
                 format!(
