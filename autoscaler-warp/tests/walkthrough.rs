@@ -1,0 +1,127 @@
+//! The original service's Postman walkthrough, run against the real binary over HTTP.
+
+mod common;
+
+use common::{Launch, Server, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const INSTANCE: &str = "mock-test-1";
+
+fn scale_ups(decisions: &[Value]) -> Vec<&Value> {
+    decisions
+        .iter()
+        .filter(|d| d["decision"] == "scale_up")
+        .collect()
+}
+
+#[tokio::test]
+async fn postman_walkthrough_scales_up_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Mock samples every 5 s: few enough that the 10 simulated samples in the 5-minute window
+    // stay above the 80 % share of the sustained rule when the decision tick evaluates them.
+    let server = Server::start(dir.path(), &Launch::ticks(5));
+    let anonymous = server.api();
+
+    // Step 1: register and log in.
+    let api = anonymous.sign_up("test@example.com", "testpass123").await;
+
+    // Step 2: register a mock instance and start monitoring it.
+    let instance = api.register_instance(INSTANCE, true).await;
+    assert_eq!(instance["current_scale_level"], 1);
+    assert_eq!(instance["cpu_capacity"], 100.0);
+    let started = api
+        .patch(&format!("/api/instances/{INSTANCE}/monitor/start"))
+        .await;
+    assert_eq!(started.status, StatusCode::OK);
+    assert_eq!(started.body["message"], "Monitoring started successfully");
+
+    // A mock sample arrives, in the 40-50 % range.
+    let first = eventually("a mock sample", || async {
+        api.metrics(INSTANCE).await.into_iter().next()
+    })
+    .await;
+    let cpu = first["cpu_utilization"].as_f64().expect("cpu is a number");
+    assert!((40.0..=50.0).contains(&cpu), "mock cpu {cpu}");
+
+    // Step 3: simulate 10 minutes of 95 % CPU.
+    let load = json!({
+        "instance_id": INSTANCE,
+        "cpu_utilization": 95.0,
+        "memory_usage": 50.0,
+        "duration_minutes": 10,
+        "interval_seconds": 30,
+    });
+    let simulated = api.post("/api/metrics/simulate", load.clone()).await;
+    assert_eq!(
+        simulated.status,
+        StatusCode::CREATED,
+        "{:?}",
+        simulated.body
+    );
+    assert_eq!(simulated.body["metrics_created"], 20);
+    assert_eq!(
+        simulated.body["message"],
+        "Created 20 simulated metrics over 10 minutes"
+    );
+
+    // The decision tick scales up on the sustained rule.
+    let decision = eventually("a scale_up decision", || async {
+        scale_ups(&api.decisions(INSTANCE).await)
+            .first()
+            .map(|d| (*d).clone())
+    })
+    .await;
+    assert_eq!(decision["rule"], "sustained_high");
+    assert_eq!(decision["applied"], true);
+    assert_eq!(decision["blocked_by"], Value::Null);
+    assert_eq!(decision["level_before"], 1);
+    assert_eq!(decision["level_after"], 2);
+    assert_eq!(decision["cpu_utilization"], 95.0);
+    let reason = decision["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("Sustained scale up: CPU > 90% for "),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("of last 5 minutes (Current: 95.00%)"),
+        "{reason}"
+    );
+    assert_eq!(decision["evidence"]["sustained_high"]["fired"], true);
+
+    // The instance shows level 2 and capacity 150 %.
+    let instance = api.instance(INSTANCE).await;
+    assert_eq!(instance["current_scale_level"], 2);
+    assert_eq!(instance["cpu_capacity"], 150.0);
+    assert_eq!(instance["memory_capacity"], 150.0);
+    assert_eq!(instance["network_capacity"], 150.0);
+
+    // The decided-on sample is flagged as an outlier of the decision's type.
+    let metrics = api.metrics(INSTANCE).await;
+    let flagged: Vec<_> = metrics.iter().filter(|m| m["is_outlier"] == true).collect();
+    assert!(!flagged.is_empty(), "no flagged sample in {metrics:?}");
+    assert!(flagged.iter().all(|m| m["outlier_type"] == "scale_up"));
+
+    // More sustained load during the 5-minute cooldown: decided, but not applied.
+    let again = api.post("/api/metrics/simulate", load).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    let blocked = eventually("a second scale_up decision", || async {
+        let decisions = api.decisions(INSTANCE).await;
+        let ups = scale_ups(&decisions);
+        (ups.len() >= 2).then(|| ups[0].clone())
+    })
+    .await;
+    assert_eq!(blocked["applied"], false);
+    assert_eq!(blocked["blocked_by"], "cooldown");
+    assert_eq!(blocked["level_after"], 2);
+
+    let decisions = api.decisions(INSTANCE).await;
+    let applied = decisions.iter().filter(|d| d["applied"] == true).count();
+    assert_eq!(applied, 1, "{decisions:?}");
+    let instance = api.instance(INSTANCE).await;
+    assert_eq!(instance["current_scale_level"], 2);
+    assert_eq!(instance["cpu_capacity"], 150.0);
+
+    let status = server.stop();
+    assert!(status.success(), "exit status {status}");
+}
