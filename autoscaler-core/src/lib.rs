@@ -50,6 +50,8 @@ pub mod clock;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 pub mod collector;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod engine;
 pub mod model;
 pub mod policy;

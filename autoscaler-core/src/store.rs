@@ -278,6 +278,8 @@ impl DecisionRecord {
 ///   that the stored scale state equals [`NewDecisionRecord::expected`] and returns
 ///   [`Error::Conflict`] otherwise, so an action is never applied twice.
 /// - **Durability.** Once a write returns `Ok`, it survives a crash or restart of the process.
+/// - **Precision.** Stored times keep at least microsecond precision; a backend may drop finer
+///   digits, so samples of one instance less than a microsecond apart may count as one.
 /// - **Errors.** A backend that cannot be reached returns [`Error::Unavailable`]; unknown keys
 ///   in updates return [`Error::NotFound`]; reads of unknown keys return `None` or empty results.
 #[async_trait]
@@ -292,6 +294,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, id: Uuid) -> Result<Option<User>>;
 
     /// Registers an instance at scale level 1, not monitored.
+    ///
+    /// Returns [`Error::NotFound`] when the owner is not a registered user.
     async fn create_instance(&self, instance: NewInstance) -> Result<Instance>;
 
     /// Returns the instance with this cloud or mock instance id.
