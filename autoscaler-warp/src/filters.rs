@@ -206,6 +206,7 @@ where
             ApiError::bad_request(format!("Reading the request body failed: {cause}"))
         })?;
         if bytes.len().saturating_add(chunk.remaining()) > limit {
+            drain(body, limit).await;
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body is larger than {limit} bytes"),
@@ -219,6 +220,25 @@ where
         }
     }
     Ok(bytes)
+}
+
+/// Reads and discards up to `max` more bytes of a rejected body.
+///
+/// A client that is still sending when the server answers and closes the connection may see
+/// a reset instead of the 413 response; reading a bounded remainder lets most clients finish
+/// sending first, without letting a huge body cost more than `max` bytes of reading.
+async fn drain<S, B>(mut body: std::pin::Pin<&mut S>, max: usize)
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut discarded = 0_usize;
+    while discarded <= max {
+        match body.next().await {
+            Some(Ok(chunk)) => discarded = discarded.saturating_add(chunk.remaining()),
+            Some(Err(_)) | None => return,
+        }
+    }
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

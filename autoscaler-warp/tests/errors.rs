@@ -407,6 +407,17 @@ async fn push_errors() {
         "Invalid value for samples[0].cpu_utilization:",
     );
 
+    // JSON has no NaN; a client that writes one gets a syntax error, not a stored NaN.
+    let reply = owner
+        .raw(Method::POST, "/api/metrics/push", |r| {
+            r.header("content-type", "application/json").body(
+                r#"{"instance_id": "i-0123456789abcdef0",
+                    "samples": [{"timestamp": "2026-01-01T00:00:00Z", "cpu_utilization": NaN}]}"#,
+            )
+        })
+        .await;
+    assert_error_starts(&reply, StatusCode::BAD_REQUEST, "Invalid JSON body:");
+
     let future = (chrono::Utc::now() + chrono::TimeDelta::minutes(10)).to_rfc3339();
     let reply = push(json!({"instance_id": "i-0123456789abcdef0",
         "samples": [sample(&future, json!(5))]}))

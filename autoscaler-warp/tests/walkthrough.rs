@@ -125,3 +125,43 @@ async fn postman_walkthrough_scales_up_once() {
     let status = server.stop();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn instant_simulation_keeps_absent_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &Launch::ticks(60));
+    let api = server
+        .api()
+        .sign_up("test@example.com", "testpass123")
+        .await;
+    api.register_instance(INSTANCE, true).await;
+
+    let load = json!({"instance_id": INSTANCE, "cpu_utilization": 95.5, "network_in": 3072000});
+    let reply = api.post("/api/metrics/simulate", load).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["message"],
+        "Simulated metric created successfully"
+    );
+    let metric = &reply.body["metric"];
+    assert_eq!(metric["instance_id"], INSTANCE);
+    assert_eq!(metric["cpu_utilization"], 95.5);
+    assert_eq!(metric["network_in"], 3072000.0);
+    assert_eq!(metric["memory_usage"], Value::Null);
+    assert_eq!(metric["network_out"], Value::Null);
+
+    let stored = api.metrics(INSTANCE).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["id"], metric["id"]);
+    assert_eq!(stored[0]["timestamp"], metric["timestamp"]);
+    assert_eq!(stored[0]["memory_usage"], Value::Null);
+    assert_eq!(stored[0]["is_outlier"], false);
+    let timestamp = stored[0]["timestamp"].as_str().expect("timestamp");
+    let parsed = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.6f");
+    assert!(parsed.is_ok(), "{timestamp}");
+    assert_eq!(
+        timestamp.len(),
+        "2026-01-22T05:16:25.123456".len(),
+        "{timestamp}"
+    );
+}

@@ -283,14 +283,17 @@ impl Api {
         Reply::read(response).await
     }
 
-    /// Sends a raw request built by `build` on top of the URL.
+    /// Sends a raw request built by `build` on top of the URL and the token, if set.
     pub async fn raw(
         &self,
         method: Method,
         path: &str,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Reply {
-        let request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         let response = build(request)
             .send()
             .await
