@@ -31,6 +31,7 @@ pub struct Config {
     pub bind: SocketAddr,
 
     /// Directory of the embedded database and the generated JWT secret; created if missing.
+    /// Unused with DATABASE_URL.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 

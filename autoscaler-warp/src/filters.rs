@@ -224,9 +224,9 @@ where
 
 /// Reads and discards up to `max` more bytes of a rejected body.
 ///
-/// A client that is still sending when the server answers and closes the connection may see
-/// a reset instead of the 413 response; reading a bounded remainder lets most clients finish
-/// sending first, without letting a huge body cost more than `max` bytes of reading.
+/// A client that is still sending when the server responds and closes the connection may see
+/// a reset instead of the 413 response. Reading a bounded remainder lets most clients finish
+/// sending first, while a huge body costs at most `max` more bytes of reading.
 async fn drain<S, B>(mut body: std::pin::Pin<&mut S>, max: usize)
 where
     S: Stream<Item = Result<B, warp::Error>>,

@@ -98,10 +98,12 @@ pub enum StartError {
 /// listen address cannot be set up. Once serving, it returns `Ok` at shutdown.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let policy = config.policy()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    }
     let secret = auth::signing_secret(
         config.jwt_secret_key.as_deref(),
         config.database_url.is_some(),

@@ -90,7 +90,10 @@ async fn postgres_backend_serves_and_survives_restart() {
     })
     .await;
     assert!(first.stop().success());
-    assert!(!first_dir.path().join("data/autoscaler.redb").exists());
+    assert!(
+        !first_dir.path().join("data").exists(),
+        "PostgreSQL mode needs no data directory"
+    );
 
     // Another server with another data directory reads the same users and instances, and
     // resumes monitoring, because the state lives in PostgreSQL.
