@@ -66,18 +66,6 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub window_secs: u64,
 
-    /// Length of one CloudWatch datapoint of EC2 instances in seconds, a multiple of 60: 60 for
-    /// detailed monitoring, 300 for basic monitoring (which needs a window of about 3600).
-    #[arg(long, env = "CLOUDWATCH_PERIOD_SECS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(60..))]
-    pub cloudwatch_period_secs: u64,
-
-    /// Seconds to wait after a CloudWatch period ends before collecting it. CloudWatch publishes
-    /// EC2 metrics a few minutes late, and a signal that arrives after its period was collected
-    /// stays absent.
-    #[arg(long, env = "CLOUDWATCH_SETTLE_SECS", default_value_t = 0)]
-    pub cloudwatch_settle_secs: u64,
-
     /// Seconds after an applied scaling action during which no other action is applied.
     #[arg(long, env = "COOLDOWN_SECS", default_value_t = 300)]
     pub cooldown_secs: u64,
@@ -90,9 +78,23 @@ pub struct Config {
     #[arg(long, env = "MAX_LEVEL", default_value_t = 10)]
     pub max_level: u32,
 
-    /// Record decisions without changing scale levels or capacity.
-    #[arg(long, env = "RECOMMEND_ONLY")]
+    /// Record decisions without changing scale levels or capacity. The variable takes true,
+    /// false, yes, no, on, off, 1 or 0.
+    #[arg(long, env = "RECOMMEND_ONLY",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub recommend_only: bool,
+
+    /// Length of one CloudWatch datapoint of EC2 instances in seconds, a multiple of 60: 60 for
+    /// detailed monitoring, 300 for basic monitoring (which needs a window of about 3600).
+    #[arg(long, env = "CLOUDWATCH_PERIOD_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(60..))]
+    pub cloudwatch_period_secs: u64,
+
+    /// Seconds to wait after a CloudWatch period ends before collecting it. CloudWatch publishes
+    /// EC2 metrics a few minutes late, and a signal that arrives after its period was collected
+    /// stays absent.
+    #[arg(long, env = "CLOUDWATCH_SETTLE_SECS", default_value_t = 0)]
+    pub cloudwatch_settle_secs: u64,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024,

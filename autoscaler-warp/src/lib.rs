@@ -98,6 +98,14 @@ pub enum StartError {
 /// listen address cannot be set up. Once serving, it returns `Ok` at shutdown.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let policy = config.policy()?;
+    info!(
+        window = ?policy.window,
+        cooldown = ?policy.cooldown,
+        min_level = policy.min_level,
+        max_level = policy.max_level,
+        recommend_only = policy.recommend_only,
+        "decision policy"
+    );
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),

@@ -165,3 +165,40 @@ async fn instant_simulation_keeps_absent_values() {
         "{timestamp}"
     );
 }
+
+#[tokio::test]
+async fn recommend_only_records_without_applying() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let launch = Launch::ticks(5).env("RECOMMEND_ONLY", "yes");
+    let server = Server::start(dir.path(), &launch);
+    assert!(
+        server.output().contains("recommend_only=true"),
+        "{}",
+        server.output()
+    );
+    let api = server
+        .api()
+        .sign_up("test@example.com", "testpass123")
+        .await;
+    api.register_instance(INSTANCE, true).await;
+
+    let load = json!({"instance_id": INSTANCE, "cpu_utilization": 95.0,
+        "duration_minutes": 10, "interval_seconds": 30});
+    let reply = api.post("/api/metrics/simulate", load).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    let path = format!("/api/instances/{INSTANCE}/monitor/start");
+    assert_eq!(api.patch(&path).await.status, StatusCode::OK);
+
+    let decision = eventually("a scale_up recommendation", || async {
+        scale_ups(&api.decisions(INSTANCE).await)
+            .first()
+            .map(|d| (*d).clone())
+    })
+    .await;
+    assert_eq!(decision["applied"], false);
+    assert_eq!(decision["blocked_by"], "recommend_only");
+    assert_eq!(decision["level_after"], 1);
+    let instance = api.instance(INSTANCE).await;
+    assert_eq!(instance["current_scale_level"], 1);
+    assert_eq!(instance["cpu_capacity"], 100.0);
+}
