@@ -97,50 +97,7 @@ pub enum StartError {
 /// Returns [`StartError`] when a setting is invalid, or when the database, the secret or the
 /// listen address cannot be set up. Once serving, it returns `Ok` at shutdown.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let policy = config.policy()?;
-    info!(
-        window = ?policy.window,
-        cooldown = ?policy.cooldown,
-        min_level = policy.min_level,
-        max_level = policy.max_level,
-        recommend_only = policy.recommend_only,
-        "decision policy"
-    );
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-    }
-    let secret = auth::signing_secret(
-        config.jwt_secret_key.as_deref(),
-        config.database_url.is_some(),
-        &config.jwt_secret_path(),
-    )?;
-    let store = open_store(&config).await?;
-    let collector = build_collector(&config, &policy).await?;
-
-    let scheduler = Arc::new(Scheduler::new(
-        Arc::clone(&store),
-        collector,
-        Arc::new(SystemClock),
-        policy.clone(),
-        config.scheduler(),
-    ));
-
-    let concurrency = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let state = Arc::new(AppState {
-        store,
-        passwords: Passwords::new(concurrency).await?,
-        tokens: Tokens::new(&secret)?,
-        policy,
-        limits: Limits {
-            max_body_bytes: config.max_body_bytes,
-            max_simulated_samples: config.max_simulated_samples,
-            max_pushed_samples: config.max_pushed_samples,
-        },
-    });
-
+    let (state, scheduler) = build(&config).await?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -163,6 +120,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
     info!("server stopped");
     Ok(())
+}
+
+/// Builds the handlers' state and the scheduler: policy, data directory, signing secret,
+/// store and collector.
+async fn build(config: &Config) -> Result<(Arc<AppState>, Arc<Scheduler>), StartError> {
+    let policy = config.policy()?;
+    info!(
+        window = ?policy.window,
+        cooldown = ?policy.cooldown,
+        min_level = policy.min_level,
+        max_level = policy.max_level,
+        recommend_only = policy.recommend_only,
+        "decision policy"
+    );
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    }
+    let secret = auth::signing_secret(
+        config.jwt_secret_key.as_deref(),
+        config.database_url.is_some(),
+        &config.jwt_secret_path(),
+    )?;
+    let store = open_store(config).await?;
+    let collector = build_collector(config, &policy).await?;
+
+    let scheduler = Arc::new(Scheduler::new(
+        Arc::clone(&store),
+        collector,
+        Arc::new(SystemClock),
+        policy.clone(),
+        config.scheduler(),
+    ));
+    let concurrency = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let state = Arc::new(AppState {
+        store,
+        passwords: Passwords::new(concurrency).await?,
+        tokens: Tokens::new(&secret)?,
+        policy,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_simulated_samples: config.max_simulated_samples,
+            max_pushed_samples: config.max_pushed_samples,
+        },
+    });
+    Ok((state, scheduler))
 }
 
 /// Opens the store the configuration selects: the embedded database file in the data
