@@ -1,4 +1,4 @@
-//! PostgreSQL-specific behaviour of `PgStore`, against a real server.
+//! The conformance suite and PostgreSQL-specific behaviour of `PgStore`, against a real server.
 //!
 //! Each test creates a database of its own on the server at `AUTOSCALER_TEST_DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops it afterwards. The outage
@@ -7,6 +7,7 @@
 
 mod postgres_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use autoscaler_core::store::{Error, NewDecisionRecord, NewInstance, NewUser};
@@ -16,6 +17,16 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use postgres_support::TestDatabase;
 use postgres_support::cluster::{Cluster, free_port};
 use uuid::Uuid;
+
+async fn fresh_database() -> TestDatabase {
+    TestDatabase::create().await
+}
+
+async fn open_store(database: &TestDatabase) -> Arc<dyn Store> {
+    Arc::new(database.store().await)
+}
+
+autoscaler_core::store_conformance_tests!(fresh_database, open_store);
 
 fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
