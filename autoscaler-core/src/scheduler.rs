@@ -278,9 +278,13 @@ impl Scheduler {
 
     /// Deletes samples and decisions older than the retention period, if one is set.
     ///
+    /// Deletes in batches of [`SchedulerConfig::purge_batch`] rows per table, one store call per
+    /// batch, until a call finds nothing left, so that one tick clears any backlog while no
+    /// single call holds the store for long.
+    ///
     /// # Errors
     ///
-    /// Returns the store's error.
+    /// Returns the store's error; rows deleted by earlier batches stay deleted.
     pub async fn purge_tick(&self) -> store::Result<usize> {
         let Some(retention) = self.config.retention else {
             return Ok(0);
@@ -291,10 +295,18 @@ impl Scheduler {
             .now()
             .checked_sub_signed(age)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let deleted = self
-            .store
-            .purge_before(cutoff, self.config.purge_batch)
-            .await?;
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .store
+                .purge_before(cutoff, self.config.purge_batch)
+                .await?;
+            if batch == 0 {
+                break;
+            }
+            deleted += batch;
+            tokio::task::yield_now().await;
+        }
         if deleted > 0 {
             info!(deleted, %cutoff, "deleted old samples and decisions");
         }
@@ -310,6 +322,10 @@ impl Scheduler {
     /// Runs the ticks until `shutdown` is cancelled, then returns after the current ticks end.
     ///
     /// A tick that fails is logged and the next one runs on schedule.
+    ///
+    /// # Panics
+    ///
+    /// Panics when a period in [`SchedulerConfig`] is zero, as [`tokio::time::interval`] does.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         info!(
             collect_every = ?self.config.collect_every,

@@ -684,3 +684,60 @@ async fn run_stops_on_cancel() {
         records.len()
     );
 }
+
+#[tokio::test]
+async fn retention_tick_clears_backlog() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir.path().join("autoscaler.redb"));
+    let user = owner(store.as_ref()).await;
+    let instance = register(store.as_ref(), &user, "mock-old", true).await;
+    // Two hours of samples, 30 s apart, ending now: 240 samples, of which 119 are more than an
+    // hour old. The one exactly an hour old is not older than the cutoff, so it stays.
+    simulate(store.as_ref(), &instance, start(), 120, 45.0).await;
+    let clock = Arc::new(ManualClock::new(start()));
+    let config = SchedulerConfig {
+        retention: Some(Duration::from_secs(3600)),
+        purge_batch: 7,
+        ..SchedulerConfig::default()
+    };
+    let ticks = Scheduler::new(
+        Arc::clone(&store),
+        Arc::new(MockCollector::seeded(6)),
+        clock,
+        Policy::default(),
+        config,
+    );
+
+    let deleted = ticks.purge_tick().await.expect("purge_tick");
+    assert_eq!(
+        deleted, 119,
+        "one tick deletes every old sample, batch after batch"
+    );
+    let kept = samples(store.as_ref(), &instance).await;
+    assert_eq!(kept.len(), 121);
+    let cutoff = start() - TimeDelta::hours(1);
+    assert!(kept.iter().all(|s| s.sample.timestamp() >= cutoff));
+    assert_eq!(
+        ticks.purge_tick().await.expect("purge_tick"),
+        0,
+        "nothing is left to delete"
+    );
+}
+
+#[tokio::test]
+async fn retention_off_keeps_everything() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir.path().join("autoscaler.redb"));
+    let user = owner(store.as_ref()).await;
+    let instance = register(store.as_ref(), &user, "mock-kept", true).await;
+    simulate(store.as_ref(), &instance, start(), 120, 45.0).await;
+    let clock = Arc::new(ManualClock::new(start() + TimeDelta::days(30)));
+    let ticks = scheduler(
+        Arc::clone(&store),
+        Arc::new(MockCollector::seeded(6)),
+        clock,
+    );
+
+    assert_eq!(ticks.purge_tick().await.expect("purge_tick"), 0);
+    assert_eq!(samples(store.as_ref(), &instance).await.len(), 240);
+}
