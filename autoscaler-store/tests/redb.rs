@@ -282,3 +282,98 @@ fn location_names_file_or_memory() {
     let memory = RedbStore::in_memory().expect("in-memory store");
     assert_eq!(memory.location(), "memory");
 }
+
+async fn memory_instance() -> (RedbStore, autoscaler_core::store::Instance) {
+    let store = RedbStore::in_memory().expect("in-memory store");
+    let owner = store
+        .create_user(NewUser {
+            email: "ops@example.com".into(),
+            password_hash: "hash".into(),
+        })
+        .await
+        .expect("create_user");
+    let instance = store
+        .create_instance(autoscaler_core::store::NewInstance {
+            owner_id: owner.id,
+            instance_id: "mock-1".into(),
+            instance_type: "t2.micro".into(),
+            region: "mock".into(),
+            is_mock: true,
+        })
+        .await
+        .expect("create_instance");
+    (store, instance)
+}
+
+#[tokio::test]
+async fn timestamps_truncate_to_microseconds() {
+    let (store, instance) = memory_instance().await;
+    let at = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
+    let first =
+        autoscaler_core::Sample::new(at + TimeDelta::nanoseconds(1_500), 10.0, None, 1.0, 1.0)
+            .expect("valid sample");
+    let second = first.at(at + TimeDelta::nanoseconds(1_900));
+    let added = store
+        .append_samples(&[(instance.id, first), (instance.id, second)])
+        .await
+        .expect("append_samples");
+    assert_eq!(added, 1, "samples within one microsecond are one sample");
+    let stored = store
+        .recent_samples(instance.id, 10)
+        .await
+        .expect("recent_samples");
+    assert_eq!(
+        stored[0].sample.timestamp(),
+        at + TimeDelta::microseconds(1)
+    );
+}
+
+#[tokio::test]
+async fn flagging_missing_sample_not_found() {
+    let (store, instance) = memory_instance().await;
+    let now = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
+    // A sustained-high window that was never stored, so the sample to flag does not exist.
+    let window: Vec<autoscaler_core::WindowSample> = (0..5)
+        .map(|i| {
+            let at = now - TimeDelta::seconds(30 * i);
+            autoscaler_core::Sample::new(at, 95.0, Some(50.0), 1.0, 1.0)
+                .expect("valid sample")
+                .into()
+        })
+        .collect();
+    let policy = autoscaler_core::Policy::default();
+    let evaluation = autoscaler_core::evaluate(&policy, &window, now, &instance.scale);
+    assert!(evaluation.flags_latest());
+    let record = autoscaler_core::store::NewDecisionRecord {
+        instance: instance.id,
+        evaluated_at: now,
+        expected: instance.scale,
+        evaluation,
+    };
+
+    let error = store
+        .record_evaluation(record)
+        .await
+        .expect_err("the sample to flag is missing");
+    assert!(
+        matches!(
+            error,
+            Error::NotFound {
+                entity: "sample",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let after = store
+        .instance("mock-1")
+        .await
+        .expect("instance")
+        .expect("the instance exists");
+    assert_eq!(after.scale, instance.scale, "nothing is applied");
+    let history = store
+        .recent_decisions(instance.id, 10)
+        .await
+        .expect("recent_decisions");
+    assert!(history.is_empty(), "nothing is recorded");
+}

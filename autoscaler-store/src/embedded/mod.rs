@@ -34,7 +34,8 @@ use self::tables::{Context, META, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 ///   of one instance less than a microsecond apart are one sample.
 ///
 /// redb is synchronous, so every call runs on tokio's blocking thread pool and a `RedbStore` must
-/// be used inside a tokio runtime.
+/// be used inside a tokio runtime. Clones share one open database, which closes when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
