@@ -1,12 +1,35 @@
-//! The original service's Postman walkthrough, run against the real binary over HTTP.
+//! The original service's Postman walkthrough, run against the real binary over HTTP, once on
+//! the embedded database and once on PostgreSQL.
+//!
+//! The PostgreSQL runs create a database of their own on the server at 127.0.0.1:5432 (user
+//! `postgres`, trust authentication), or on the server whose `postgres` database
+//! `AUTOSCALER_TEST_DATABASE_URL` names, and fail when none is reachable.
 
 mod common;
+#[path = "../../autoscaler-store/tests/postgres_support/mod.rs"]
+mod postgres_support;
 
+use autoscaler_core::Store;
 use common::{Launch, Server, eventually};
+use postgres_support::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const INSTANCE: &str = "mock-test-1";
+
+/// Checks that the server kept the walkthrough's instance in `database`.
+async fn assert_stored_in(database: &TestDatabase) {
+    let store = database.store().await;
+    let instance = store
+        .instance(INSTANCE)
+        .await
+        .expect("read the test database");
+    assert!(
+        instance.is_some(),
+        "{INSTANCE} is not in database {}",
+        database.name()
+    );
+}
 
 fn scale_ups(decisions: &[Value]) -> Vec<&Value> {
     decisions
@@ -15,12 +38,27 @@ fn scale_ups(decisions: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+// Mock samples every 5 s: few enough that the 10 simulated samples in the 5-minute window
+// stay above the 80 % share of the sustained rule when the decision tick evaluates them.
+const MOCK_INTERVAL_SECS: u64 = 5;
+
 #[tokio::test]
-async fn postman_walkthrough_scales_up_once() {
+async fn walkthrough_on_redb() {
+    postman_walkthrough(Launch::ticks(MOCK_INTERVAL_SECS)).await;
+}
+
+#[tokio::test]
+async fn walkthrough_on_postgres() {
+    let database = TestDatabase::create().await;
+    postman_walkthrough(Launch::ticks(MOCK_INTERVAL_SECS).postgres(database.url())).await;
+    assert_stored_in(&database).await;
+}
+
+/// Registers, logs in, monitors a mock instance, simulates sustained load and checks that the
+/// instance scales up exactly once, with the second scale-up blocked by the cooldown.
+async fn postman_walkthrough(launch: Launch) {
     let dir = tempfile::tempdir().expect("temp dir");
-    // Mock samples every 5 s: few enough that the 10 simulated samples in the 5-minute window
-    // stay above the 80 % share of the sustained rule when the decision tick evaluates them.
-    let server = Server::start(dir.path(), &Launch::ticks(5));
+    let server = Server::start(dir.path(), &launch);
     let anonymous = server.api();
 
     // Step 1: register and log in.
@@ -127,9 +165,21 @@ async fn postman_walkthrough_scales_up_once() {
 }
 
 #[tokio::test]
-async fn instant_simulation_keeps_absent_values() {
+async fn instant_simulation_on_redb() {
+    instant_simulation_keeps_absent_values(Launch::ticks(60)).await;
+}
+
+#[tokio::test]
+async fn instant_simulation_on_postgres() {
+    let database = TestDatabase::create().await;
+    instant_simulation_keeps_absent_values(Launch::ticks(60).postgres(database.url())).await;
+    assert_stored_in(&database).await;
+}
+
+/// Simulates one sample without memory and network out, and checks that both stay absent.
+async fn instant_simulation_keeps_absent_values(launch: Launch) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path(), &Launch::ticks(60));
+    let server = Server::start(dir.path(), &launch);
     let api = server
         .api()
         .sign_up("test@example.com", "testpass123")
@@ -167,9 +217,22 @@ async fn instant_simulation_keeps_absent_values() {
 }
 
 #[tokio::test]
-async fn recommend_only_records_without_applying() {
+async fn recommend_only_on_redb() {
+    recommend_only_records_without_applying(Launch::ticks(MOCK_INTERVAL_SECS)).await;
+}
+
+#[tokio::test]
+async fn recommend_only_on_postgres() {
+    let database = TestDatabase::create().await;
+    let launch = Launch::ticks(MOCK_INTERVAL_SECS).postgres(database.url());
+    recommend_only_records_without_applying(launch).await;
+    assert_stored_in(&database).await;
+}
+
+/// Checks that in recommend-only mode a scale-up is recorded but not applied.
+async fn recommend_only_records_without_applying(launch: Launch) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let launch = Launch::ticks(5).env("RECOMMEND_ONLY", "yes");
+    let launch = launch.env("RECOMMEND_ONLY", "yes");
     let server = Server::start(dir.path(), &launch);
     assert!(
         server.output().contains("recommend_only=true"),

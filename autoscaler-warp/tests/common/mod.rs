@@ -56,6 +56,13 @@ impl Launch {
         self.env.push((name.to_owned(), value.to_owned()));
         self
     }
+
+    /// Runs the server on the PostgreSQL database at `url`, with [`TEST_SECRET`], because
+    /// PostgreSQL mode requires a configured signing secret.
+    pub fn postgres(self, url: &str) -> Launch {
+        self.env("DATABASE_URL", url)
+            .env("JWT_SECRET_KEY", TEST_SECRET)
+    }
 }
 
 /// Builds the server command: working directory `dir`, data and logs inside it, port 0, and an
