@@ -350,6 +350,14 @@ pub trait Store: Send + Sync + 'static {
         self.monitored_instances().await
     }
 
+    /// Gives up every claim of `holder`, so that other holders can take its instances at once
+    /// instead of after the lease ends. A process calls it when it stops. The default does
+    /// nothing, which suits a backend that does not keep claims.
+    async fn release_claims(&self, holder: Uuid) -> Result<()> {
+        let _ = holder;
+        Ok(())
+    }
+
     /// Deletes samples and decision records older than `cutoff`, at most `batch` rows of each
     /// per call, and returns how many rows went. The default keeps everything.
     async fn purge_before(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize> {
@@ -414,6 +422,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Instance>> {
         (**self).claim_monitored(holder, lease, now).await
+    }
+    async fn release_claims(&self, holder: Uuid) -> Result<()> {
+        (**self).release_claims(holder).await
     }
     async fn purge_before(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize> {
         (**self).purge_before(cutoff, batch).await

@@ -7,8 +7,12 @@
 //!
 //! `timestamptz` keeps microseconds, so timestamps are truncated to whole microseconds on the
 //! way in: two samples of one instance less than a microsecond apart count as one.
+//!
+//! Any number of server replicas can share one database: [`Store::claim_monitored`] hands
+//! each monitored instance to one replica at a time through leases stored in `instances`.
 
 mod error;
+mod leases;
 mod rows;
 
 use std::collections::HashMap;
@@ -104,6 +108,16 @@ impl PgStore {
     /// Returns the connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Returns how many replicas have claimed instances (see [`Store::claim_monitored`]) and
+    /// whose claims have not ended at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the database cannot be reached.
+    pub async fn live_replicas(&self, now: DateTime<Utc>) -> Result<u64> {
+        leases::live_replicas(&self.pool, now).await
     }
 
     /// Returns PostgreSQL's plan (`EXPLAIN`) for the query behind [`Store::windows`], one
@@ -284,7 +298,10 @@ impl Store for PgStore {
 
     async fn set_monitoring(&self, instance_id: &str, monitoring: bool) -> Result<Instance> {
         let row = sqlx::query(concat!(
-            "UPDATE instances SET is_monitoring = $2 WHERE instance_id = $1 RETURNING ",
+            "UPDATE instances SET is_monitoring = $2, \
+             lease_holder = CASE WHEN $2 THEN lease_holder END, \
+             lease_until = CASE WHEN $2 THEN lease_until END \
+             WHERE instance_id = $1 RETURNING ",
             instance_columns!()
         ))
         .bind(instance_id)
@@ -438,6 +455,23 @@ impl Store for PgStore {
         .await
         .map_err(failed("reading recent decisions"))?;
         rows.iter().map(rows::decision).collect()
+    }
+
+    /// Claims for `holder` its fair share of the monitored instances, in one transaction:
+    /// renews its leases, releases those above the share and claims free or expired ones
+    /// with `FOR UPDATE SKIP LOCKED`. The share is the monitored instances divided by the
+    /// replicas whose last claim has not ended, rounded up.
+    async fn claim_monitored(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Instance>> {
+        leases::claim(&self.pool, holder, lease, now).await
+    }
+
+    async fn release_claims(&self, holder: Uuid) -> Result<()> {
+        leases::release(&self.pool, holder).await
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize> {
