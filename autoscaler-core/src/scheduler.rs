@@ -296,6 +296,7 @@ impl Scheduler {
             .checked_sub_signed(age)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut deleted = 0;
+        let mut batches = 0;
         loop {
             let batch = self
                 .store
@@ -305,10 +306,11 @@ impl Scheduler {
                 break;
             }
             deleted += batch;
+            batches += 1;
             tokio::task::yield_now().await;
         }
         if deleted > 0 {
-            info!(deleted, %cutoff, "deleted old samples and decisions");
+            info!(deleted, batches, %cutoff, "deleted old samples and decisions");
         }
         Ok(deleted)
     }

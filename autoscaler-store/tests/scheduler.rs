@@ -522,9 +522,10 @@ async fn store_failure_spares_others() {
     *faulty.broken.lock().expect("lock") = Some(broken.id);
     let decided = ticks.decide_tick().await.expect("decide_tick");
     assert_eq!((decided.evaluated, decided.failed), (2, 1));
+    // The collection tick read the windows of the instances it had just claimed.
     assert_eq!(
         faulty.window_reads.load(Ordering::SeqCst),
-        1,
+        2,
         "one window read per tick"
     );
     for instance in &instances {
@@ -557,13 +558,57 @@ async fn ticks_batch_store_calls() {
         1,
         "one append for 25 instances"
     );
+    // The first collection tick claims all 25 and decides them before collecting.
+    assert_eq!(
+        faulty.window_reads.load(Ordering::SeqCst),
+        1,
+        "one window read for 25 newly claimed instances"
+    );
     let decided = ticks.decide_tick().await.expect("decide_tick");
     assert_eq!(decided.evaluated, 25);
     assert_eq!(
         faulty.window_reads.load(Ordering::SeqCst),
-        1,
+        2,
         "one window read for 25 instances"
     );
+}
+
+/// A sample stored before this process claimed the instance, as one that a replica collected
+/// and did not decide before it stopped, is evaluated before a newer sample is collected.
+#[tokio::test]
+async fn claimed_instance_decided_before_collection() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir.path().join("autoscaler.redb"));
+    let user = owner(store.as_ref()).await;
+    let instance = register(store.as_ref(), &user, "mock-handover", true).await;
+    register(store.as_ref(), &user, "mock-idle", false).await;
+    simulate(store.as_ref(), &instance, start(), 3, 45.0).await;
+    let clock = Arc::new(ManualClock::new(start() + TimeDelta::seconds(5)));
+    let ticks = scheduler(
+        Arc::clone(&store),
+        Arc::new(MockCollector::seeded(5)),
+        clock.clone(),
+    );
+    assert_eq!(ticks.held_instances(), 0);
+
+    let collected = ticks.collect_tick().await.expect("collect_tick");
+    assert_eq!(collected.evaluated, 1);
+    assert_eq!(collected.samples, 1);
+    assert_eq!(ticks.held_instances(), 1);
+    let records = decisions(store.as_ref(), &instance).await;
+    assert_eq!(records.len(), 1);
+    let decided_on = records[0].sample().map(Sample::timestamp);
+    assert_eq!(
+        decided_on,
+        Some(start()),
+        "the sample stored before the claim"
+    );
+
+    // The instance is held now, so the next collection tick only collects.
+    clock.advance(TimeDelta::seconds(30));
+    let again = ticks.collect_tick().await.expect("collect_tick");
+    assert_eq!(again.evaluated, 0);
+    assert_eq!(again.samples, 1);
 }
 
 #[tokio::test]

@@ -96,6 +96,22 @@ pub struct Config {
     #[arg(long, env = "CLOUDWATCH_SETTLE_SECS", default_value_t = 0)]
     pub cloudwatch_settle_secs: u64,
 
+    /// Days that samples and scaling decisions are kept; older ones are deleted by a
+    /// background job. 0 keeps everything.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u32,
+
+    /// Seconds between runs of the retention job; the first run is at start-up.
+    #[arg(long, env = "PURGE_INTERVAL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub purge_interval_secs: u64,
+
+    /// Maximum samples, and maximum decisions, the retention job deletes per batch. It repeats
+    /// batches until nothing old is left, so smaller batches hold locks for less time.
+    #[arg(long, env = "PURGE_BATCH_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub purge_batch_size: u64,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -141,8 +157,17 @@ impl Config {
             decide_every: Duration::from_secs(self.decide_interval_secs),
             // A claim outlives two collection periods, so one slow tick does not drop it.
             lease: collect_every.saturating_mul(2).max(Duration::from_secs(60)),
+            retention: self.retention(),
+            purge_every: Duration::from_secs(self.purge_interval_secs),
+            purge_batch: usize::try_from(self.purge_batch_size).unwrap_or(usize::MAX),
             ..SchedulerConfig::default()
         }
+    }
+
+    /// Returns how long samples and decisions are kept, or `None` to keep them forever.
+    pub fn retention(&self) -> Option<Duration> {
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        (self.retention_days > 0).then(|| DAY.saturating_mul(self.retention_days))
     }
 
     /// Builds the CloudWatch collector's settings: this configuration's period and settle
@@ -229,6 +254,42 @@ mod tests {
                 .field,
             "period"
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_seven_days() {
+        let scheduler = parse(&[]).scheduler();
+        assert_eq!(scheduler.retention, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(scheduler.purge_every, Duration::from_secs(3600));
+        assert_eq!(scheduler.purge_batch, 10_000);
+    }
+
+    #[test]
+    fn retention_flags_set_scheduler() {
+        let scheduler = parse(&[
+            "--retention-days",
+            "30",
+            "--purge-interval-secs",
+            "60",
+            "--purge-batch-size",
+            "500",
+        ])
+        .scheduler();
+        assert_eq!(scheduler.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(scheduler.purge_every, Duration::from_secs(60));
+        assert_eq!(scheduler.purge_batch, 500);
+    }
+
+    #[test]
+    fn zero_retention_keeps_everything() {
+        let config = parse(&["--retention-days", "0"]);
+        assert_eq!(config.scheduler().retention, None);
+    }
+
+    #[test]
+    fn zero_purge_batch_rejected() {
+        let argv = ["autoscaler-server", "--purge-batch-size", "0"];
+        assert!(Config::try_parse_from(argv).is_err());
     }
 
     #[test]

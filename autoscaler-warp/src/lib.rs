@@ -148,12 +148,22 @@ async fn build(config: &Config) -> Result<(Arc<AppState>, Arc<Scheduler>), Start
     let store = open_store(config).await?;
     let collector = build_collector(config, &policy).await?;
 
+    let scheduler_config = config.scheduler();
+    match scheduler_config.retention {
+        Some(retention) => info!(
+            ?retention,
+            purge_every = ?scheduler_config.purge_every,
+            purge_batch = scheduler_config.purge_batch,
+            "samples and decisions older than the retention period are deleted"
+        ),
+        None => info!("retention is off: samples and decisions are kept forever"),
+    }
     let scheduler = Arc::new(Scheduler::new(
         Arc::clone(&store),
         collector,
         Arc::new(SystemClock),
         policy.clone(),
-        config.scheduler(),
+        scheduler_config,
     ));
     let concurrency = std::thread::available_parallelism().map_or(1, |n| n.get());
     let state = Arc::new(AppState {

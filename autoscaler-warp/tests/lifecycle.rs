@@ -124,6 +124,11 @@ fn help_documents_settings() {
         "--max-simulated-samples",
         "--cloudwatch-period-secs",
         "Seconds between metric collections",
+        "--retention-days",
+        "[env: RETENTION_DAYS=] [default: 7]",
+        "0 keeps everything",
+        "--purge-interval-secs",
+        "--purge-batch-size",
     ];
     for text in expected {
         assert!(output.contains(text), "--help lacks {text}:\n{output}");
