@@ -1,7 +1,7 @@
 //! The collection, decision and retention ticks.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -57,7 +57,8 @@ pub struct TickReport {
     pub instances: usize,
     /// Samples stored by a collection tick.
     pub samples: usize,
-    /// Evaluations recorded by a decision tick.
+    /// Evaluations recorded by a decision tick, or by a collection tick for instances it has
+    /// just claimed.
     pub evaluated: usize,
     /// Scaling actions applied by a decision tick.
     pub applied: usize,
@@ -72,6 +73,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     policy: Policy,
     config: SchedulerConfig,
+    /// The instances returned by the latest claim.
+    held: Mutex<HashSet<Uuid>>,
 }
 
 impl Scheduler {
@@ -89,6 +92,7 @@ impl Scheduler {
             clock,
             policy,
             config,
+            held: Mutex::new(HashSet::new()),
         }
     }
 
@@ -97,7 +101,25 @@ impl Scheduler {
         &self.policy
     }
 
+    /// Returns the tick periods, lease and holder id this scheduler runs with.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Returns how many monitored instances the latest claim returned, that is how many this
+    /// process collects and decides for.
+    pub fn held_instances(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Collects a sample of each monitored instance and stores them in one batch.
+    ///
+    /// Instances claimed since the previous tick are decided first. A sample that their
+    /// previous holder collected but did not decide is then evaluated instead of being
+    /// superseded by the new sample.
     ///
     /// # Errors
     ///
@@ -105,13 +127,24 @@ impl Scheduler {
     /// are logged, recorded on the instance and counted in the report.
     pub async fn collect_tick(&self) -> store::Result<TickReport> {
         let now = self.clock.now();
-        let instances = self.claim(now).await?;
+        let (instances, acquired) = self.claim_and_track(now).await?;
         let mut report = TickReport {
             instances: instances.len(),
             ..TickReport::default()
         };
         if instances.is_empty() {
             return Ok(report);
+        }
+        if !acquired.is_empty() {
+            match self.decide_instances(&acquired, now).await {
+                Ok(pending) => {
+                    report.evaluated = pending.evaluated;
+                    report.applied = pending.applied;
+                    report.failed = pending.failed;
+                }
+                // The decision tick retries these instances; collection goes on.
+                Err(cause) => warn!(%cause, "deciding newly claimed instances failed"),
+            }
         }
 
         let by_id: HashMap<Uuid, &Instance> = instances.iter().map(|i| (i.id, i)).collect();
@@ -197,7 +230,22 @@ impl Scheduler {
     /// instances are logged and counted in the report.
     pub async fn decide_tick(&self) -> store::Result<TickReport> {
         let now = self.clock.now();
-        let instances = self.claim(now).await?;
+        let (instances, _) = self.claim_and_track(now).await?;
+        let report = self.decide_instances(&instances, now).await?;
+        debug!(
+            instances = report.instances,
+            evaluated = report.evaluated,
+            "decision tick done"
+        );
+        Ok(report)
+    }
+
+    /// Evaluates those of `instances` that have a sample newer than their last evaluation.
+    async fn decide_instances(
+        &self,
+        instances: &[Instance],
+        now: DateTime<Utc>,
+    ) -> store::Result<TickReport> {
         let mut report = TickReport {
             instances: instances.len(),
             ..TickReport::default()
@@ -210,7 +258,7 @@ impl Scheduler {
         let since = engine::window_start(now, self.policy.window);
         let mut windows = self.store.windows(&ids, since, now).await?;
 
-        for instance in &instances {
+        for instance in instances {
             let Some(samples) = windows.remove(&instance.id) else {
                 continue;
             };
@@ -232,11 +280,6 @@ impl Scheduler {
                 }
             }
         }
-        debug!(
-            instances = report.instances,
-            evaluated = report.evaluated,
-            "decision tick done"
-        );
         Ok(report)
     }
 
@@ -315,10 +358,35 @@ impl Scheduler {
         Ok(deleted)
     }
 
-    async fn claim(&self, now: DateTime<Utc>) -> store::Result<Vec<Instance>> {
-        self.store
+    /// Claims instances, logs a change in their number, and returns them together with the
+    /// ones the previous claim did not return.
+    async fn claim_and_track(
+        &self,
+        now: DateTime<Utc>,
+    ) -> store::Result<(Vec<Instance>, Vec<Instance>)> {
+        let instances = self
+            .store
             .claim_monitored(self.config.holder, self.config.lease, now)
-            .await
+            .await?;
+        let current: HashSet<Uuid> = instances.iter().map(|instance| instance.id).collect();
+        let previous = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *held, current)
+        };
+        if previous.len() != instances.len() {
+            info!(
+                replica_id = %self.config.holder,
+                held = instances.len(),
+                previous = previous.len(),
+                "number of held instances changed"
+            );
+        }
+        let acquired = instances
+            .iter()
+            .filter(|instance| !previous.contains(&instance.id))
+            .cloned()
+            .collect();
+        Ok((instances, acquired))
     }
 
     /// Runs the ticks until `shutdown` is cancelled, then returns after the current ticks end.
@@ -347,6 +415,15 @@ impl Scheduler {
             self.purge_tick().await.map(|_| ())
         });
         tokio::join!(collect, decide, purge);
+        // Other replicas can take the instances at once instead of after the lease ends.
+        match self.store.release_claims(self.config.holder).await {
+            Ok(()) => debug!(replica_id = %self.config.holder, "claims released"),
+            Err(cause) => warn!(
+                replica_id = %self.config.holder,
+                %cause,
+                "releasing claims failed; other replicas take the instances when the leases end"
+            ),
+        }
         info!("scheduler stopped");
     }
 
