@@ -153,6 +153,16 @@ fn invalid_settings_stop_start() {
         "{output}"
     );
 
+    // The original service's URL form, with a password that must not reach the output.
+    let url = "postgresql://admin:s3cret-pw@127.0.0.1:1/autoscaler?sslmode=require";
+    let (status, output) = run_to_exit(dir.path(), &Launch::default().env("DATABASE_URL", url));
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("JWT_SECRET_KEY is required with DATABASE_URL"),
+        "{output}"
+    );
+    assert!(!output.contains("s3cret-pw"), "{output}");
+
     let (status, output) = run_to_exit(dir.path(), &Launch::default().arg("--bind", "nowhere"));
     assert_eq!(status.code(), Some(2), "{output}");
     assert!(output.contains("--bind"), "{output}");

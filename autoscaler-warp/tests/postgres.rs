@@ -112,3 +112,36 @@ async fn postgres_backend_serves_and_survives_restart() {
 
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn original_url_form_connects_over_tls() {
+    let database = TestDatabase::create().await;
+    let url = database.url();
+    let (_, rest) = url.split_once("://").expect("URL has a scheme");
+    let separator = if rest.contains('?') { '&' } else { '?' };
+    let original_form = format!("postgresql://{rest}{separator}sslmode=require");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let launch = Launch::ticks(60).postgres(&original_form);
+    let server = Server::start(dir.path(), &launch);
+    let api = server.api().sign_up("ops@example.com", "longenough").await;
+    api.register_instance("mock-tls", true).await;
+
+    // Every connection of the server's pool to the test database is encrypted.
+    let mut observer = PgConnection::connect(&url).await.expect("connect");
+    let (connections, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) \
+         FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+    )
+    .bind(&database.name)
+    .fetch_one(&mut observer)
+    .await
+    .expect("read pg_stat_ssl");
+    let _ = observer.close().await;
+    assert!(connections > 0, "the server has no connection open");
+    assert_eq!(encrypted, connections);
+
+    assert!(server.stop().success());
+    database.drop_database().await;
+}
