@@ -42,6 +42,11 @@ pub mod messages {
     pub const NOT_MONITORING: &str = "Monitoring is not active for this instance";
 }
 
+/// Body of the 503 response while the store is unreachable. The store's own message stays in
+/// the log, because it may name the database host.
+pub const DATABASE_UNAVAILABLE: &str =
+    "Database unavailable: the server cannot reach its database; retry later";
+
 /// A failed request: the HTTP status and the message of the JSON error body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -102,10 +107,7 @@ impl ApiError {
         match cause {
             store::Error::Unavailable { .. } => {
                 error!(%cause, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Database unavailable; retry later",
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE)
             }
             other => ApiError::internal(&other),
         }

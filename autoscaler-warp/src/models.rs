@@ -74,7 +74,8 @@ pub enum ServerErrors {
         {"error": "Internal server error; the server log has the details"}))]
     Internal(ErrorBody),
     /// The database cannot be reached; retry later.
-    #[response(status = 503, example = json!({"error": "Database unavailable; retry later"}))]
+    #[response(status = 503, example = json!(
+        {"error": "Database unavailable: the server cannot reach its database; retry later"}))]
     Unavailable(ErrorBody),
 }
 
