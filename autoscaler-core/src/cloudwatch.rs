@@ -113,7 +113,13 @@ impl CloudWatchCollector {
         window: Duration,
     ) -> Result<CloudWatchCollector, InvalidCloudWatchConfig> {
         config.validate(window)?;
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        // Every client gets its instance's region, so the loader needs none. Naming one here
+        // also keeps the loader from asking the instance metadata endpoint for a region at
+        // start-up, which would stall for seconds on a machine outside EC2.
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .load()
+            .await;
         CloudWatchCollector::from_sdk_config(config, window, &sdk)
     }
 
