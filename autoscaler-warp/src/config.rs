@@ -126,6 +126,26 @@ pub struct Config {
     #[arg(long, env = "MAX_PUSHED_SAMPLES", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pushed_samples: u64,
+
+    /// Seconds a replica's claim on a monitored instance lasts. Replicas renew their claims at
+    /// every tick; when a replica stops without releasing them, the others take its instances
+    /// once the claims end. At least twice the shorter tick period. Default: three times the
+    /// shorter tick period (45 with the default intervals).
+    #[arg(long, env = "LEASE_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_secs: Option<u64>,
+}
+
+/// A `LEASE_SECS` so short that claims could end between two ticks of a live replica.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "LEASE_SECS is {lease_secs} but must be at least {minimum_secs}: twice the shorter of \
+     COLLECT_INTERVAL_SECS and DECIDE_INTERVAL_SECS, so that claims outlive one slow tick"
+)]
+pub struct LeaseTooShort {
+    /// The configured lease in seconds.
+    pub lease_secs: u64,
+    /// The shortest accepted lease in seconds.
+    pub minimum_secs: u64,
 }
 
 impl Config {
@@ -155,13 +175,39 @@ impl Config {
         SchedulerConfig {
             collect_every,
             decide_every: Duration::from_secs(self.decide_interval_secs),
-            // A claim outlives two collection periods, so one slow tick does not drop it.
-            lease: collect_every.saturating_mul(2).max(Duration::from_secs(60)),
+            lease: Duration::from_secs(self.lease_secs()),
             retention: self.retention(),
             purge_every: Duration::from_secs(self.purge_interval_secs),
             purge_batch: usize::try_from(self.purge_batch_size).unwrap_or(usize::MAX),
             ..SchedulerConfig::default()
         }
+    }
+
+    /// Returns how long a claim on an instance lasts, in seconds: `--lease-secs`, or three
+    /// times the shorter tick period.
+    pub fn lease_secs(&self) -> u64 {
+        let shorter_tick = self.collect_interval_secs.min(self.decide_interval_secs);
+        self.lease_secs
+            .unwrap_or_else(|| shorter_tick.saturating_mul(3))
+    }
+
+    /// Checks that a claim outlives two ticks, so that a live replica renews it in time even
+    /// when one tick runs late.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`LeaseTooShort`] when the lease is below twice the shorter tick period.
+    pub fn validate_lease(&self) -> Result<(), LeaseTooShort> {
+        let shorter_tick = self.collect_interval_secs.min(self.decide_interval_secs);
+        let minimum_secs = shorter_tick.saturating_mul(2);
+        let lease_secs = self.lease_secs();
+        if lease_secs < minimum_secs {
+            return Err(LeaseTooShort {
+                lease_secs,
+                minimum_secs,
+            });
+        }
+        Ok(())
     }
 
     /// Returns how long samples and decisions are kept, or `None` to keep them forever.
@@ -297,6 +343,36 @@ mod tests {
         let config = parse(&["--min-level", "5", "--max-level", "3"]);
         let error = config.policy().expect_err("min above max");
         assert_eq!(error.field, "min_level");
+    }
+
+    #[test]
+    fn lease_defaults_to_three_ticks() {
+        let config = parse(&[]);
+        assert_eq!(config.scheduler().lease, Duration::from_secs(45));
+        assert_eq!(config.validate_lease(), Ok(()));
+
+        let slow_decisions = parse(&["--decide-interval-secs", "60"]);
+        assert_eq!(slow_decisions.scheduler().lease, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn lease_flag_sets_scheduler() {
+        let config = parse(&["--lease-secs", "120"]);
+        assert_eq!(config.scheduler().lease, Duration::from_secs(120));
+        assert_eq!(config.validate_lease(), Ok(()));
+    }
+
+    #[test]
+    fn short_lease_rejected() {
+        let config = parse(&["--lease-secs", "29"]);
+        let error = config
+            .validate_lease()
+            .expect_err("below two decision periods");
+        assert_eq!(error.minimum_secs, 30);
+        assert!(error.to_string().contains("LEASE_SECS is 29"), "{error}");
+
+        let argv = ["autoscaler-server", "--lease-secs", "0"];
+        assert!(Config::try_parse_from(argv).is_err());
     }
 
     #[test]

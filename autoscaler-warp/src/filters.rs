@@ -23,6 +23,8 @@ pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let api = health()
+        .or(status(&state))
+        .unify()
         .or(auth_routes(&state))
         .unify()
         .or(instance_routes(&state))
@@ -46,6 +48,14 @@ fn health() -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .and_then(handlers::health)
+        .boxed()
+}
+
+fn status(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
+    warp::path!("api" / "status")
+        .and(warp::get())
+        .and(with_state(state))
+        .and_then(handlers::status)
         .boxed()
 }
 

@@ -45,7 +45,7 @@ use tracing::{info, warn};
 pub use config::Config;
 
 use crate::auth::{AuthError, Passwords, SecretError, Tokens};
-use crate::handlers::{AppState, Limits};
+use crate::handlers::{AppState, Backend, Limits};
 
 /// A failure to start the server.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,9 @@ pub enum StartError {
     /// A CloudWatch setting is out of range.
     #[error("invalid setting: {0}")]
     CloudWatch(#[from] InvalidCloudWatchConfig),
+    /// The lease is too short for the tick periods.
+    #[error("invalid setting: {0}")]
+    Lease(#[from] config::LeaseTooShort),
     /// The data directory could not be created.
     #[error("creating the data directory {path} failed: {source}")]
     DataDir {
@@ -126,6 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 /// store and collector.
 async fn build(config: &Config) -> Result<(Arc<AppState>, Arc<Scheduler>), StartError> {
     let policy = config.policy()?;
+    config.validate_lease()?;
     info!(
         window = ?policy.window,
         cooldown = ?policy.cooldown,
@@ -158,6 +162,17 @@ async fn build(config: &Config) -> Result<(Arc<AppState>, Arc<Scheduler>), Start
         ),
         None => info!("retention is off: samples and decisions are kept forever"),
     }
+    let backend = if config.database_url.is_some() {
+        Backend::Postgresql
+    } else {
+        Backend::Embedded
+    };
+    info!(
+        replica_id = %scheduler_config.holder,
+        backend = backend.as_str(),
+        lease = ?scheduler_config.lease,
+        "replica started"
+    );
     let scheduler = Arc::new(Scheduler::new(
         Arc::clone(&store),
         collector,
@@ -171,6 +186,8 @@ async fn build(config: &Config) -> Result<(Arc<AppState>, Arc<Scheduler>), Start
         passwords: Passwords::new(concurrency).await?,
         tokens: Tokens::new(&secret)?,
         policy,
+        scheduler: Arc::clone(&scheduler),
+        backend,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             max_simulated_samples: config.max_simulated_samples,

@@ -98,6 +98,22 @@ pub struct HealthResponse {
     pub version: String,
 }
 
+/// Body of `GET /api/status`: which replica answered and how much work it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
+    /// Id of this server process among the replicas that share a database; new at each start.
+    pub replica_id: Uuid,
+    /// Storage backend: `embedded` (one process) or `postgresql` (any number of replicas).
+    #[schema(example = "postgresql")]
+    pub backend: String,
+    /// Monitored instances this replica collects and decides for, as of its latest tick.
+    #[schema(example = 100)]
+    pub held_instances: usize,
+    /// Seconds a claim on an instance lasts without renewal (`LEASE_SECS`).
+    #[schema(example = 45)]
+    pub lease_seconds: u64,
+}
+
 /// E-mail and password, for registration and login.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsRequest {

@@ -30,6 +30,7 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
     ),
     paths(
         handlers::health,
+        handlers::status,
         handlers::users::register,
         handlers::users::login,
         handlers::users::me,
@@ -51,7 +52,7 @@ pub const OPENAPI_PATH: &str = "/api/openapi.json";
     )),
     modifiers(&BearerAuth),
     tags(
-        (name = "health", description = "Liveness"),
+        (name = "health", description = "Liveness and replica status"),
         (name = "auth", description = "Users and login tokens"),
         (name = "instances", description = "Instances and their monitoring"),
         (name = "metrics", description = "Samples, simulated load, pushed samples and decisions"),
@@ -144,7 +145,7 @@ mod tests {
             .expect("components")
             .security_schemes;
         assert!(schemes.contains_key("bearer_auth"));
-        assert_eq!(document.paths.paths.len(), 11);
+        assert_eq!(document.paths.paths.len(), 12);
         assert!(document.paths.paths.contains_key("/api/instances/"));
     }
 }

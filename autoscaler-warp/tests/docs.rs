@@ -61,6 +61,7 @@ async fn swagger_ui_and_openapi_document() {
         .collect();
     let expected: BTreeSet<&str> = [
         "/api/",
+        "/api/status",
         "/api/auth/register",
         "/api/auth/login",
         "/api/auth/me",

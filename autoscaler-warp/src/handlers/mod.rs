@@ -10,7 +10,7 @@ pub mod users;
 use std::sync::Arc;
 
 use autoscaler_core::store::{Instance, User};
-use autoscaler_core::{Policy, Store};
+use autoscaler_core::{Policy, Scheduler, Store};
 use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -18,7 +18,7 @@ use warp::{Rejection, Reply};
 
 use crate::auth::{Passwords, TokenRejection, Tokens};
 use crate::errors::{ApiError, messages};
-use crate::models::HealthResponse;
+use crate::models::{HealthResponse, StatusResponse};
 
 pub use instances::{list_instances, register_instance, start_monitoring, stop_monitoring};
 pub use metrics::{decisions, metrics, push, simulate};
@@ -45,8 +45,31 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The decision policy; capacity in responses uses its step factor.
     pub policy: Policy,
+    /// The collection and decision ticks, for the replica's status.
+    pub scheduler: Arc<Scheduler>,
+    /// Where the data is kept.
+    pub backend: Backend,
     /// Request limits.
     pub limits: Limits,
+}
+
+/// Storage backend of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One embedded database file; a single server process.
+    Embedded,
+    /// A PostgreSQL database that any number of replicas may share.
+    Postgresql,
+}
+
+impl Backend {
+    /// Returns the name used in the status response and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Postgresql => "postgresql",
+        }
+    }
 }
 
 /// Builds a JSON response with `status`.
@@ -67,6 +90,29 @@ pub async fn health() -> Result<Response, Rejection> {
     let body = HealthResponse {
         message: "Cloud Resource Autoscaler API is running".to_owned(),
         version: "1.0".to_owned(),
+    };
+    Ok(json_reply(StatusCode::OK, &body))
+}
+
+/// Reports this replica's id, storage backend and the monitored instances it holds.
+///
+/// Needs no token, like the health check, so that load balancers and monitoring can read it.
+/// The count is that of the replica's latest claim, taken at its latest tick.
+#[utoipa::path(
+    get,
+    path = "/api/status",
+    tag = "health",
+    responses(
+        (status = 200, description = "This replica's status", body = StatusResponse),
+    )
+)]
+pub async fn status(state: Arc<AppState>) -> Result<Response, Rejection> {
+    let config = state.scheduler.config();
+    let body = StatusResponse {
+        replica_id: config.holder,
+        backend: state.backend.as_str().to_owned(),
+        held_instances: state.scheduler.held_instances(),
+        lease_seconds: config.lease.as_secs(),
     };
     Ok(json_reply(StatusCode::OK, &body))
 }
