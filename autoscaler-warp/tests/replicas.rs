@@ -313,7 +313,7 @@ async fn replicas_share_work_exactly_once() {
     }
     println!("{skipped_total} of {samples_total} samples were superseded before a decision");
 
-    // Nobody decided for an orphaned instance between the kill and the end of its lease.
+    // No replica decided for an orphaned instance between the kill and the end of its lease.
     for id in &orphaned {
         let instance = by_id.get(id).expect("registered instance");
         let history = history(&store, instance).await;

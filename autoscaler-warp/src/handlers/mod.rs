@@ -47,7 +47,7 @@ pub struct AppState {
     pub policy: Policy,
     /// The collection and decision ticks, for the replica's status.
     pub scheduler: Arc<Scheduler>,
-    /// Where the data is kept.
+    /// Storage backend.
     pub backend: Backend,
     /// Request limits.
     pub limits: Limits,
