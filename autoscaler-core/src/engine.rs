@@ -117,9 +117,9 @@ pub struct Fences {
     pub iqr: f64,
     /// The materiality floor for this baseline.
     pub floor: f64,
-    /// `Q1 - k * max(IQR, floor)`.
+    /// `Q1 - k * max(IQR, floor)`, but not below `f64::MIN`.
     pub lower: f64,
-    /// `Q3 + k * max(IQR, floor)`.
+    /// `Q3 + k * max(IQR, floor)`, but not above `f64::MAX`.
     pub upper: f64,
 }
 
@@ -466,7 +466,9 @@ fn fences(sorted: &[f64], policy: &Policy, signal: Signal) -> Option<Fences> {
         q3,
         iqr,
         floor,
-        lower: q1 - policy.iqr_multiplier * spread,
-        upper: q3 + policy.iqr_multiplier * spread,
+        // Values near f64::MAX would put a fence at infinity, which JSON cannot hold, so the
+        // stored evidence would not read back. A finite extreme fence casts the same votes.
+        lower: (q1 - policy.iqr_multiplier * spread).max(f64::MIN),
+        upper: (q3 + policy.iqr_multiplier * spread).min(f64::MAX),
     })
 }

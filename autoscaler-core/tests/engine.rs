@@ -490,3 +490,29 @@ fn guards_block_without_hiding_decision() {
         Outcome::Blocked(Block::Cooldown { until })
     );
 }
+
+#[test]
+fn fences_stay_finite_near_f64_max() {
+    let baseline: Vec<Values> = (0..8)
+        .map(|i| {
+            let network_in = if i % 2 == 0 { 1e307 } else { f64::MAX };
+            (CPU[i], MEMORY[i], network_in, NETWORK_OUT[i])
+        })
+        .collect();
+    let evaluation = evaluate_default(&window(&baseline, (52.0, 36.0, f64::MAX, 2300.0)));
+    let network = signal(&evaluation, Signal::NetworkIn);
+    let network_fences = fences(&network);
+    assert_eq!(network_fences.upper, f64::MAX);
+    assert_eq!(network_fences.lower, f64::MIN);
+    assert_eq!(network.vote, Vote::Within);
+
+    // JSON has no infinity, so an infinite fence would be written as null and not read back.
+    let json = serde_json::to_string(&evaluation.evidence).expect("evidence serializes");
+    let read_back: autoscaler_core::Evidence =
+        serde_json::from_str(&json).expect("evidence reads back");
+    let read_back_network = read_back.iqr.expect("IQR evidence").signals[2];
+    assert_eq!(read_back_network.signal, Signal::NetworkIn);
+    let read_back_fences = fences(&read_back_network);
+    assert_eq!(read_back_fences.upper, f64::MAX);
+    assert_eq!(read_back_fences.lower, f64::MIN);
+}
