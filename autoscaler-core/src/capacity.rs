@@ -162,7 +162,11 @@ pub fn apply(
         return Outcome::Blocked(Block::RecommendOnly);
     }
     if let Some(last) = state.last_action_at {
-        let until = last + TimeDelta::from_std(policy.cooldown).unwrap_or(TimeDelta::MAX);
+        // A cooldown beyond the last representable time never ends.
+        let until = TimeDelta::from_std(policy.cooldown)
+            .ok()
+            .and_then(|cooldown| last.checked_add_signed(cooldown))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if now < until {
             return Outcome::Blocked(Block::Cooldown { until });
         }
@@ -266,6 +270,26 @@ mod tests {
                 to_level: 3
             }
         );
+    }
+
+    #[test]
+    fn endless_cooldown_blocks_without_overflow() {
+        let policy = Policy {
+            cooldown: Duration::from_secs(u64::MAX),
+            ..Policy::default()
+        };
+        let state = step(&policy, ScaleState::initial(), Decision::ScaleUp, at(1000));
+        assert_eq!(state.level, 2);
+
+        let outcome = apply(&policy, &state, Decision::ScaleUp, at(2000));
+        let Outcome::Blocked(Block::Cooldown { until }) = outcome else {
+            panic!("expected a cooldown block, got {outcome:?}");
+        };
+        assert!(until > at(2000), "{until}");
+        // Decision records keep the outcome as JSON, so it must read back.
+        let json = serde_json::to_string(&outcome).expect("outcome serializes");
+        let read_back: Outcome = serde_json::from_str(&json).expect("outcome reads back");
+        assert_eq!(read_back, outcome);
     }
 
     #[test]
