@@ -50,7 +50,8 @@ pub use decisions::{
 pub use instances::{
     claim_returns_monitored, collection_error_set_and_clear, instance_concurrent_create_one_wins,
     instance_create_and_find, instance_duplicate_id_conflicts, instance_unknown_is_absent,
-    instance_unknown_owner_not_found, instances_by_owner_oldest_first, monitoring_on_and_off,
+    instance_unknown_owner_not_found, instances_by_owner_oldest_first,
+    monitoring_concurrent_start_one_wins, monitoring_on_and_off,
     monitoring_unknown_instance_not_found,
 };
 pub use samples::{
@@ -89,6 +90,7 @@ macro_rules! store_conformance_tests {
             instance_concurrent_create_one_wins,
             instances_by_owner_oldest_first,
             monitoring_on_and_off,
+            monitoring_concurrent_start_one_wins,
             monitoring_unknown_instance_not_found,
             collection_error_set_and_clear,
             claim_returns_monitored,

@@ -305,6 +305,10 @@ pub trait Store: Send + Sync + 'static {
     async fn instances_by_owner(&self, owner_id: Uuid) -> Result<Vec<Instance>>;
 
     /// Turns monitoring on or off and returns the updated instance.
+    ///
+    /// The check and the change are one atomic step: when the instance is already in the
+    /// requested state the call returns [`Error::Conflict`] with entity `monitoring`, so of
+    /// many racing requests to start (or stop) monitoring exactly one succeeds.
     async fn set_monitoring(&self, instance_id: &str, monitoring: bool) -> Result<Instance>;
 
     /// Returns every monitored instance.

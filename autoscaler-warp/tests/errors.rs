@@ -558,3 +558,42 @@ async fn cors_allows_any_origin() {
     let allowed = error.headers().get("access-control-allow-origin");
     assert!(allowed.is_some(), "error responses carry CORS headers too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_monitor_requests_one_wins() {
+    let (_dir, server) = start();
+    let api = server.api();
+    let owner = api.sign_up("racer@example.com", "longenough").await;
+    owner.register_instance("race-1", true).await;
+
+    for (path, message) in [
+        (
+            "/api/instances/race-1/monitor/start",
+            "Monitoring is already active for this instance",
+        ),
+        (
+            "/api/instances/race-1/monitor/stop",
+            "Monitoring is not active for this instance",
+        ),
+    ] {
+        let requests: Vec<_> = (0..20)
+            .map(|_| {
+                let owner = owner.clone();
+                tokio::spawn(async move { owner.patch(path).await })
+            })
+            .collect();
+        let mut succeeded = 0;
+        for request in requests {
+            let reply = request.await.expect("request task");
+            if reply.status == StatusCode::OK {
+                succeeded += 1;
+            } else {
+                assert_error(&reply, StatusCode::BAD_REQUEST, message);
+            }
+        }
+        assert_eq!(
+            succeeded, 1,
+            "exactly one of 20 racing {path} requests succeeds"
+        );
+    }
+}

@@ -177,6 +177,8 @@ pub async fn monitoring_on_and_off(store: Arc<dyn Store>) {
         .expect("set_monitoring off");
     assert!(!off.is_monitoring);
     assert!(!reload(store.as_ref(), &watched).await.is_monitoring);
+    let again = store.set_monitoring(&watched.instance_id, false).await;
+    assert_conflict(again, "stopping monitoring that is not active");
     let monitored = monitored_ids(store.as_ref()).await;
     assert!(
         !monitored.contains(&watched.id),
@@ -192,6 +194,20 @@ async fn monitored_ids(store: &dyn Store) -> Vec<Uuid> {
         .into_iter()
         .map(|instance| instance.id)
         .collect()
+}
+
+/// Of many racing requests to start monitoring one instance exactly one succeeds; the others
+/// get `Conflict`, and the instance ends monitored.
+pub async fn monitoring_concurrent_start_one_wins(store: Arc<dyn Store>) {
+    let instance = create_instance(store.as_ref()).await;
+    let instance_id = instance.instance_id.clone();
+    let results = race(&store, move |store| {
+        let instance_id = instance_id.clone();
+        async move { store.set_monitoring(&instance_id, true).await }
+    })
+    .await;
+    single_winner(results, "racing starts of monitoring");
+    assert!(reload(store.as_ref(), &instance).await.is_monitoring);
 }
 
 /// Turning monitoring on for an unknown instance id gets `NotFound`.

@@ -181,6 +181,12 @@ pub(super) fn set_monitoring(
                 .context("opening table instances")?;
             require_instance(&instances, id)?
         };
+        if instance.is_monitoring == monitoring {
+            return Err(Error::Conflict {
+                entity: "monitoring",
+                key: instance_id.to_owned(),
+            });
+        }
         instance.is_monitoring = monitoring;
         store_instance(txn, &instance)?;
 

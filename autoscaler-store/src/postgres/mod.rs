@@ -301,7 +301,7 @@ impl Store for PgStore {
             "UPDATE instances SET is_monitoring = $2, \
              lease_holder = CASE WHEN $2 THEN lease_holder END, \
              lease_until = CASE WHEN $2 THEN lease_until END \
-             WHERE instance_id = $1 RETURNING ",
+             WHERE instance_id = $1 AND is_monitoring <> $2 RETURNING ",
             instance_columns!()
         ))
         .bind(instance_id)
@@ -309,13 +309,25 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(failed("setting monitoring"))?;
-        match row {
-            Some(row) => rows::instance(&row),
-            None => Err(Error::NotFound {
-                entity: "instance",
-                key: instance_id.to_owned(),
-            }),
+        if let Some(row) = row {
+            return rows::instance(&row);
         }
+        // No row changed: either the instance is unknown or it is already in that state.
+        let exists = sqlx::query("SELECT 1 FROM instances WHERE instance_id = $1")
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an instance"))?
+            .is_some();
+        let (entity, key) = (
+            if exists { "monitoring" } else { "instance" },
+            instance_id.to_owned(),
+        );
+        Err(if exists {
+            Error::Conflict { entity, key }
+        } else {
+            Error::NotFound { entity, key }
+        })
     }
 
     async fn monitored_instances(&self) -> Result<Vec<Instance>> {

@@ -151,20 +151,20 @@ async fn set_monitoring(
     instance_id: &str,
     monitoring: bool,
 ) -> Result<Response, Rejection> {
-    let instance = owned_instance(state, user, instance_id).await?;
-    if instance.is_monitoring == monitoring {
-        let message = if monitoring {
-            messages::ALREADY_MONITORING
-        } else {
-            messages::NOT_MONITORING
-        };
-        return Err(ApiError::bad_request(message).into());
+    owned_instance(state, user, instance_id).await?;
+    // The store checks and changes the state in one step, so of racing requests one wins.
+    match state.store.set_monitoring(instance_id, monitoring).await {
+        Ok(_) => {}
+        Err(store::Error::Conflict { .. }) => {
+            let message = if monitoring {
+                messages::ALREADY_MONITORING
+            } else {
+                messages::NOT_MONITORING
+            };
+            return Err(ApiError::bad_request(message).into());
+        }
+        Err(other) => return Err(ApiError::from_store(other).into()),
     }
-    state
-        .store
-        .set_monitoring(instance_id, monitoring)
-        .await
-        .map_err(ApiError::from_store)?;
     let message = if monitoring {
         info!(instance_id, "monitoring started");
         "Monitoring started successfully"
