@@ -181,6 +181,11 @@ impl Sample {
         if let Some(bytes) = network_out {
             check_bytes("network_out", bytes)?;
         }
+        // Adding 0.0 turns -0.0 into 0.0, so a negative zero is never stored or echoed.
+        let cpu_utilization = cpu_utilization + 0.0;
+        let memory_usage = memory_usage.map(|value| value + 0.0);
+        let network_in = network_in.map(|value| value + 0.0);
+        let network_out = network_out.map(|value| value + 0.0);
         Ok(Sample {
             timestamp,
             cpu_utilization,
@@ -360,6 +365,15 @@ mod tests {
             let error = Sample::new(at_zero(), cpu, memory, network_in, network_out).unwrap_err();
             assert_eq!(error.field, field);
             assert_eq!(error.rule, rule);
+        }
+    }
+
+    #[test]
+    fn sample_stores_negative_zero_as_zero() {
+        let sample = Sample::new(at_zero(), -0.0, Some(-0.0), -0.0, -0.0).unwrap();
+        for signal in Signal::ALL {
+            let value = sample.value(signal).unwrap();
+            assert!(value.is_sign_positive(), "{signal:?} is {value}");
         }
     }
 

@@ -206,6 +206,16 @@ impl Policy {
                 format!("level range {range} must start at 1 or above and not be empty"),
             );
         }
+        let top = crate::capacity::capacity_percent(self.max_level, self.step_factor);
+        if !top.is_finite() {
+            return invalid(
+                "max_level",
+                format!(
+                    "capacity at level {} overflows with step factor {}",
+                    self.max_level, self.step_factor
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -233,6 +243,11 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(policy.validate().unwrap_err().field, "min_level");
+        let policy = Policy {
+            max_level: 5000,
+            ..Policy::default()
+        };
+        assert_eq!(policy.validate().unwrap_err().field, "max_level");
         let policy = Policy {
             window: Duration::ZERO,
             ..Policy::default()
