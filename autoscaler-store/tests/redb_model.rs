@@ -533,6 +533,7 @@ async fn apply(
                 .await
                 .map(|i| names.view(&i));
             let expected = match model.instance_mut(&name) {
+                Some(i) if i.is_monitoring == *on => Err(Failure::Conflict),
                 Some(i) => {
                     i.is_monitoring = *on;
                     Ok(model.view(&name).expect("exists"))
