@@ -285,11 +285,35 @@ pub async fn push(
     let duplicates = samples.len() - stored.min(samples.len());
     info!(instance_id, stored, duplicates, "pushed samples stored");
     let body = PushResponse {
-        message: format!("Stored {stored} samples, skipped {duplicates} duplicates"),
+        message: push_message(stored, duplicates),
         instance_id: instance.instance_id,
         received: samples.len(),
         stored,
         duplicates,
     };
     Ok(json_reply(StatusCode::CREATED, &body))
+}
+
+/// Returns "Stored 2 samples, skipped 1 duplicate", with singular nouns for counts of one.
+fn push_message(stored: usize, duplicates: usize) -> String {
+    let noun = |count: usize, one: &str, many: &str| if count == 1 { one } else { many }.to_owned();
+    format!(
+        "Stored {stored} {}, skipped {duplicates} {}",
+        noun(stored, "sample", "samples"),
+        noun(duplicates, "duplicate", "duplicates")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_message;
+
+    #[test]
+    fn push_message_counts() {
+        assert_eq!(push_message(1, 0), "Stored 1 sample, skipped 0 duplicates");
+        assert_eq!(
+            push_message(12, 1),
+            "Stored 12 samples, skipped 1 duplicate"
+        );
+    }
 }
