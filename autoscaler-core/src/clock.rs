@@ -20,7 +20,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to; for tests and backtests.
+/// A clock that moves only through `advance` and `set`, for tests and backtests.
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<DateTime<Utc>>,

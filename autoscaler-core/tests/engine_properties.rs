@@ -56,7 +56,7 @@ fn policy() -> impl Strategy<Value = Policy> {
     prop_oneof![Just(Policy::default()), Just(Policy::without_floors())]
 }
 
-/// The rules written as plainly as possible, straight from their description.
+/// Decides by the rules written as plainly as possible, straight from their description.
 fn reference(policy: &Policy, samples: &[WindowSample], now: DateTime<Utc>) -> (Decision, Rule) {
     let start = now - TimeDelta::from_std(policy.window).unwrap();
     let mut window: Vec<WindowSample> = Vec::new();

@@ -34,7 +34,7 @@ fuzz_target!(|input: Input| {
         .iter()
         .filter_map(|raw| {
             let at = now - TimeDelta::seconds(i64::from(raw.seconds_ago));
-            // Invalid values are rejected at construction; the engine never sees them.
+            // Sample construction rejects invalid values, so the engine receives only valid samples.
             let sample =
                 Sample::partial(at, raw.cpu, raw.memory, raw.network_in, raw.network_out).ok()?;
             Some(WindowSample { sample, is_outlier: raw.is_outlier })
