@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::collector::Collector;
-use crate::engine::{self, WindowSample};
+use crate::engine;
 use crate::model::Sample;
 use crate::policy::Policy;
 use crate::store::{self, CollectionError, Instance, NewDecisionRecord, Store};
@@ -290,14 +290,8 @@ impl Scheduler {
         samples: &[store::StoredSample],
         now: DateTime<Utc>,
     ) -> store::Result<bool> {
-        let window: Vec<WindowSample> = samples.iter().map(|s| s.to_window_sample()).collect();
-        let evaluation = engine::evaluate(&self.policy, &window, now, &instance.scale);
-        let record = NewDecisionRecord {
-            instance: instance.id,
-            evaluated_at: now,
-            expected: instance.scale,
-            evaluation,
-        };
+        let record =
+            NewDecisionRecord::evaluate(&self.policy, instance.id, samples, instance.scale, now);
         let stored = self.store.record_evaluation(record).await?;
         if stored.applied() {
             info!(

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::capacity::{Block, Outcome, ScaleState};
-use crate::engine::{Evaluation, Evidence, Rule, WindowSample};
+use crate::engine::{self, Evaluation, Evidence, Rule, WindowSample};
 use crate::model::{Decision, Sample};
+use crate::policy::Policy;
 
 /// Result of a [`Store`] operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -189,6 +190,45 @@ pub struct NewDecisionRecord {
 }
 
 impl NewDecisionRecord {
+    /// Evaluates the stored `samples` of `instance` at `now` against `state`, ready to record.
+    pub fn evaluate(
+        policy: &Policy,
+        instance: Uuid,
+        samples: &[StoredSample],
+        state: ScaleState,
+        now: DateTime<Utc>,
+    ) -> NewDecisionRecord {
+        let window: Vec<WindowSample> =
+            samples.iter().map(StoredSample::to_window_sample).collect();
+        NewDecisionRecord {
+            instance,
+            evaluated_at: now,
+            expected: state,
+            evaluation: engine::evaluate(policy, &window, now, &state),
+        }
+    }
+
+    /// Reads the window of `instance` that ends at `now` from `store` and evaluates it against
+    /// `state`, as one decision tick would for one instance. Handy for replays and backtests.
+    ///
+    /// # Errors
+    ///
+    /// Returns the store's error when the window cannot be read.
+    pub async fn evaluate_stored(
+        store: &dyn Store,
+        policy: &Policy,
+        instance: Uuid,
+        state: ScaleState,
+        now: DateTime<Utc>,
+    ) -> Result<NewDecisionRecord> {
+        let since = engine::window_start(now, policy.window);
+        let mut windows = store.windows(&[instance], since, now).await?;
+        let samples = windows.remove(&instance).unwrap_or_default();
+        Ok(NewDecisionRecord::evaluate(
+            policy, instance, &samples, state, now,
+        ))
+    }
+
     /// Returns the state the instance has once this record is stored.
     pub fn next_state(&self) -> ScaleState {
         let sample = self

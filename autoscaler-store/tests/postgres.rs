@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoscaler_core::store::{Error, NewDecisionRecord, NewInstance, NewUser};
-use autoscaler_core::{Policy, Sample, ScaleState, Store, WindowSample, evaluate};
+use autoscaler_core::{Policy, Sample, ScaleState, Store};
 use autoscaler_store::PgStore;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use postgres_support::TestDatabase;
@@ -67,24 +67,9 @@ async fn evaluation_at(
     state: ScaleState,
     now: DateTime<Utc>,
 ) -> NewDecisionRecord {
-    let policy = Policy::default();
-    let since = now - TimeDelta::from_std(policy.window).expect("window fits");
-    let mut windows = store
-        .windows(&[instance], since, now)
+    NewDecisionRecord::evaluate_stored(store, &Policy::default(), instance, state, now)
         .await
-        .expect("read window");
-    let window: Vec<WindowSample> = windows
-        .remove(&instance)
-        .unwrap_or_default()
-        .iter()
-        .map(|stored| stored.to_window_sample())
-        .collect();
-    NewDecisionRecord {
-        instance,
-        evaluated_at: now,
-        expected: state,
-        evaluation: evaluate(&policy, &window, now, &state),
-    }
+        .expect("read window")
 }
 
 /// Fails the test if `future` has not finished after a minute, so that a hung connection

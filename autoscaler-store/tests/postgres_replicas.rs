@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use autoscaler_core::store::{Error, Instance, NewDecisionRecord, NewInstance, NewUser};
-use autoscaler_core::{Policy, Sample, ScaleState, Store, WindowSample, evaluate};
+use autoscaler_core::{Policy, Sample, ScaleState, Store};
 use autoscaler_store::PgStore;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use postgres_support::TestDatabase;
@@ -334,21 +334,7 @@ async fn evaluation(
     state: ScaleState,
     now: DateTime<Utc>,
 ) -> NewDecisionRecord {
-    let since = now - TimeDelta::from_std(policy.window).expect("window fits");
-    let mut windows = store
-        .windows(&[instance], since, now)
+    NewDecisionRecord::evaluate_stored(store, policy, instance, state, now)
         .await
-        .expect("read window");
-    let window: Vec<WindowSample> = windows
-        .remove(&instance)
-        .unwrap_or_default()
-        .iter()
-        .map(|stored| stored.to_window_sample())
-        .collect();
-    NewDecisionRecord {
-        instance,
-        evaluated_at: now,
-        expected: state,
-        evaluation: evaluate(policy, &window, now, &state),
-    }
+        .expect("read window")
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use autoscaler_core::store::NewDecisionRecord;
-use autoscaler_core::{Policy, Sample, Store, WindowSample, evaluate};
+use autoscaler_core::{Policy, Sample, Store};
 use autoscaler_store::{PgStore, RedbStore};
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use common::{Launch, Server, eventually};
@@ -187,30 +187,21 @@ async fn append_high_load(store: &dyn Store, instance: Uuid, start: DateTime<Utc
 /// Evaluates the stored window at `evaluated_at` with the default policy and records it, as
 /// the decision tick would have then.
 async fn record_evaluation(store: &dyn Store, instance: Uuid, evaluated_at: DateTime<Utc>) {
-    let policy = Policy::default();
-    let since = evaluated_at - TimeDelta::from_std(policy.window).expect("window fits");
-    let mut windows = store
-        .windows(&[instance], since, evaluated_at)
-        .await
-        .expect("read window");
-    let window: Vec<WindowSample> = windows
-        .remove(&instance)
-        .unwrap_or_default()
-        .iter()
-        .map(|stored| stored.to_window_sample())
-        .collect();
     let state = store
         .instance(INSTANCE)
         .await
         .expect("read instance")
         .expect("instance exists")
         .scale;
-    let record = NewDecisionRecord {
+    let record = NewDecisionRecord::evaluate_stored(
+        store,
+        &Policy::default(),
         instance,
+        state,
         evaluated_at,
-        expected: state,
-        evaluation: evaluate(&policy, &window, evaluated_at, &state),
-    };
+    )
+    .await
+    .expect("read window");
     store.record_evaluation(record).await.expect("record");
 }
 
