@@ -76,7 +76,7 @@ impl Default for ScaleState {
     }
 }
 
-/// What applying a decision did.
+/// The effect of applying a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Outcome {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::model::Sample;
 use crate::store::Instance;
 
-/// Why collecting one instance's metrics failed.
+/// Failure to collect one instance's metrics.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CollectError {

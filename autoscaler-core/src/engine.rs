@@ -36,7 +36,7 @@ use crate::model::{Decision, Sample, Signal};
 use crate::policy::Policy;
 use crate::reason;
 
-/// A sample as the engine sees it: the values and whether an earlier evaluation flagged it.
+/// A sample as the engine reads it: the values and whether an earlier evaluation flagged it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowSample {
     /// The observation.
@@ -123,7 +123,7 @@ pub struct Fences {
     pub upper: f64,
 }
 
-/// How one signal voted.
+/// The vote of one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vote {
@@ -191,11 +191,11 @@ pub struct Evidence {
 /// The result of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
-    /// What the rules decided.
+    /// The decision of the rules.
     pub decision: Decision,
-    /// Which rule decided.
+    /// The rule that decided.
     pub rule: Rule,
-    /// What the rules looked at.
+    /// The evidence the rules looked at.
     pub evidence: Evidence,
     /// Whether the decision was applied, and if not, what blocked it.
     pub outcome: Outcome,

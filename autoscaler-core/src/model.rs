@@ -69,7 +69,7 @@ impl<T: Copy> PerSignal<T> {
     }
 }
 
-/// What the engine decided for one evaluation.
+/// The engine's decision for one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {

@@ -58,9 +58,9 @@ pub struct Policy {
     pub high_memory_above: f64,
     /// Share of window samples (0 to 1) that must match a sustained rule for it to fire.
     pub sustained_share: f64,
-    /// Fewest samples in the window for a sustained rule to be checked.
+    /// Minimum samples in the window for a sustained rule to be checked.
     pub min_sustained_samples: usize,
-    /// Fewest baseline samples for the IQR rule to run.
+    /// Minimum baseline samples for the IQR rule to run.
     pub min_baseline_samples: usize,
     /// Multiplier of the spread that places the fences (1.5 in Tukey's rule).
     pub iqr_multiplier: f64,

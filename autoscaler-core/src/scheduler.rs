@@ -96,7 +96,7 @@ impl Scheduler {
         }
     }
 
-    /// The policy decisions are made with.
+    /// Returns the policy that decisions are made with.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

@@ -16,7 +16,7 @@ use crate::policy::Policy;
 /// Result of a [`Store`] operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a [`Store`] operation failed.
+/// Failure of a [`Store`] operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -106,7 +106,7 @@ pub struct NewUser {
 /// The last failed metric collection of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionError {
-    /// What failed, for operators.
+    /// Description of the failure, for operators.
     pub message: String,
     /// When it failed.
     pub at: DateTime<Utc>,
@@ -209,7 +209,7 @@ impl NewDecisionRecord {
     }
 
     /// Reads the window of `instance` that ends at `now` from `store` and evaluates it against
-    /// `state`, as one decision tick would for one instance. Handy for replays and backtests.
+    /// `state`, as one decision tick would for one instance. Useful for replays and backtests.
     ///
     /// # Errors
     ///

@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sample) = serde_json::from_slice::<Sample>(data) else { return };
     for signal in Signal::ALL {
         if let Some(value) = sample.value(signal) {
-            assert!(value.is_finite() && value >= 0.0);
+            assert!(value.is_finite());
+            assert!(value >= 0.0);
             if signal.is_percent() {
                 assert!(value <= 100.0);
             }
